@@ -9,7 +9,8 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
     "$PY" -m pip install "torch>=2.2,<2.15"
   else
-    "$PY" -m pip install "torch==2.13.0" || "$PY" -m pip install "torch>=2.2,<2.15" --index-url https://download.pytorch.org/whl/cpu
+    # CPU wheel (a local file on the project's machines; elsewhere use PyTorch's CPU index).
+    "$PY" -m pip install "torch==2.13.0"
   fi
 fi
 "$PY" -m pip install -q -e ".[dev]"
