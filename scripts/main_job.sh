@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job (README): set up, then run the paper's Table 1 ablation on the synthetic
+# motion dataset (generated on first use), end to end on the CPU. Extra arguments go to
+# p3d-ablation, e.g. `bash scripts/main_job.sh --models resnet50 p3d`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# Large activations: keep glibc from returning them to the OS after every call (PERF_NOTES).
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296}
+time python3 -m p3d_lightning.ablation "$@"
