@@ -1,0 +1,181 @@
+"""Experiment loggers: Weights & Biases (online when logged in, offline otherwise) plus CSV.
+
+The W&B mode is chosen without any prompt or network access:
+
+- ``WANDB_MODE`` in the environment wins when the requested mode is ``auto``
+  (``disabled`` in tests, ``offline``/``online`` to force one);
+- otherwise ``online`` when the user is logged in: ``WANDB_API_KEY`` is set or the netrc file
+  (``$NETRC`` or ``~/.netrc``) has an entry for the W&B host (``wandb login`` writes it);
+- otherwise ``offline``: the run is written under ``<save_dir>/wandb/offline-run-*`` and can be
+  uploaded later with ``wandb sync <that folder>``.
+
+A CSV logger is always written as well, so every metric can be read back without W&B.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+from urllib.parse import urlparse
+
+from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
+
+__all__ = ["WandbLogger", "make_loggers", "resolve_wandb_mode", "wandb_logged_in", "WANDB_MODES"]
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def wandb_logged_in() -> bool:
+    """True when W&B credentials exist locally (API key in the environment or a netrc entry).
+
+    Only files and environment variables are read; nothing is sent over the network.
+    """
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    candidates = [os.environ.get("NETRC"), str(Path.home() / ".netrc"), str(Path.home() / "_netrc")]
+    for path in candidates:
+        if not path or not os.path.isfile(path):
+            continue
+        try:
+            if netrc.netrc(path).authenticators(host):
+                return True
+        except (netrc.NetrcParseError, OSError):
+            continue
+    return False
+
+
+def resolve_wandb_mode(mode: str = "auto") -> str:
+    """Map ``auto|online|offline|disabled`` to the mode passed to ``wandb.init``.
+
+    ``auto`` honours ``WANDB_MODE`` (``dryrun`` means offline), then picks ``online`` when
+    :func:`wandb_logged_in`, else ``offline``. An explicit mode is returned unchanged, except
+    that ``WANDB_MODE=disabled`` always wins (tests and CI switch W&B off that way).
+    """
+    if mode not in WANDB_MODES:
+        raise ValueError(f"W&B mode must be one of {WANDB_MODES}, got {mode!r}")
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env == "disabled":
+        return "disabled"
+    if mode != "auto":
+        return mode
+    if env in ("online", "offline"):
+        return env
+    if env == "dryrun":
+        return "offline"
+    return "online" if wandb_logged_in() else "offline"
+
+
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's ``WandbLogger`` with this project's defaults.
+
+    Differences from the base class: ``mode`` (``auto`` by default, see
+    :func:`resolve_wandb_mode`) instead of ``offline``; ``group`` so runs of one ablation share a
+    W&B group; W&B files go to ``<save_dir>/wandb``; no console output from wandb; and after
+    every checkpoint save the run summary records ``checkpoint/best_model_path``,
+    ``checkpoint/last_model_path`` and ``checkpoint/best_model_score``.
+
+    Args:
+        project: W&B project.
+        name: run name (W&B display name).
+        group: W&B group (e.g. the ablation name).
+        save_dir: folder for the W&B run files (created if missing).
+        mode: ``auto``, ``online``, ``offline`` or ``disabled``.
+        tags: W&B tags.
+        job_type: W&B job type (``train``, ``eval``, ...).
+        version: W&B run id to resume an existing run.
+        log_model: upload checkpoints as artifacts (online only).
+        config: extra values stored in the run's config.
+        **kwargs: passed to ``wandb.init``.
+    """
+
+    def __init__(
+        self,
+        project: str = "p3d-lightning",
+        name: Optional[str] = None,
+        group: Optional[str] = None,
+        save_dir: str = "logs",
+        mode: str = "auto",
+        tags: Optional[List[str]] = None,
+        job_type: Optional[str] = None,
+        version: Optional[str] = None,
+        log_model: bool = False,
+        config: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
+    ) -> None:
+        self.mode = resolve_wandb_mode(mode)
+        if log_model and self.mode != "online":
+            log_model = False  # checkpoints cannot be uploaded from an offline or disabled run
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            import wandb
+
+            kwargs.setdefault("settings", wandb.Settings(silent=True))
+        except ImportError:  # the base class raises a clear error below
+            pass
+        super().__init__(
+            name=name,
+            save_dir=save_dir,
+            version=version,
+            project=project,
+            log_model=log_model,
+            group=group,
+            mode=self.mode,
+            tags=tags,
+            job_type=job_type,
+            config=config,
+            **kwargs,
+        )
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Record the checkpoint paths (and upload them when ``log_model``)."""
+        super().after_save_checkpoint(checkpoint_callback)
+        if self.mode == "disabled":
+            return
+        summary = {
+            "checkpoint/best_model_path": str(getattr(checkpoint_callback, "best_model_path", "") or ""),
+            "checkpoint/last_model_path": str(getattr(checkpoint_callback, "last_model_path", "") or ""),
+        }
+        score = getattr(checkpoint_callback, "best_model_score", None)
+        if score is not None:
+            summary["checkpoint/best_model_score"] = float(score)
+        try:
+            self.experiment.summary.update(summary)
+        except AttributeError:  # non-zero ranks hold a dummy experiment
+            pass
+
+
+def make_loggers(
+    save_dir: str = "logs",
+    name: str = "p3d",
+    group: Optional[str] = None,
+    project: str = "p3d-lightning",
+    mode: str = "auto",
+    config: Optional[Dict[str, Any]] = None,
+    tags: Optional[Sequence[str]] = None,
+    csv: bool = True,
+) -> List[Logger]:
+    """The loggers of one run: ``[CSVLogger, WandbLogger]``.
+
+    The CSV logger comes first, so ``trainer.log_dir`` (config.yaml, default checkpoint
+    folder) is ``<save_dir>/<name>/version_<n>``; W&B files go to ``<save_dir>/wandb``.
+    Call ``wandb.finish()`` after the run when several runs share a process.
+    """
+    loggers: List[Logger] = []
+    if csv:
+        loggers.append(CSVLogger(save_dir=save_dir, name=name))
+    loggers.append(
+        WandbLogger(
+            project=project,
+            name=name,
+            group=group,
+            save_dir=save_dir,
+            mode=mode,
+            config=config,
+            tags=list(tags) if tags else None,
+        )
+    )
+    return loggers

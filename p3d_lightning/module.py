@@ -1,0 +1,402 @@
+"""``P3DClassifier``: the LightningModule that trains, evaluates and extracts features.
+
+The network is a plain :class:`~p3d_lightning.models.P3DResNet` in ``self.model``; this module
+is the "system" around it: loss, metrics, optimiser and schedule, partial BN, pretrained
+loading, precision/memory-format options and the predict step used for feature extraction.
+
+Batches are dicts (see the data contract)::
+
+    {"clip": (N, C, T, H, W) float, "label": (N,) long, "video_idx": (N,) long, "clip_idx": (N,) long}
+
+Optimisation follows the paper's Table 1 recipe by default: SGD, lr 0.001 divided by 10 every
+3K iterations (``lr_schedule="step"``, stepped per optimiser step), dropout 0.9, BatchNorm
+frozen except the first layer ("partial BN", as in TSN). The 7.5K iteration budget and the
+batch of 128 clips are trainer/data settings (``max_steps``, devices x batch x
+``accumulate_grad_batches``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Dict, List, Literal, Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from p3d_lightning.metrics import MultiClipAccuracy
+
+__all__ = ["P3DClassifier", "StepLR", "default_precision", "bf16_supported", "BATCH_KEYS"]
+
+BATCH_KEYS = ("clip", "label", "video_idx", "clip_idx")
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def bf16_supported(device: Optional[str] = None) -> bool:
+    """Whether bf16 autocast runs natively on ``device`` (default: CUDA if available, else CPU).
+
+    CPU: AVX512_BF16 or AMX (oneDNN bf16 kernels); without them bf16 is emulated and slower
+    than fp32. CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and newer).
+    """
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if str(dev).startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        from p3d_lightning.models.fastpath import cpu_supports_bf16
+
+        return bool(cpu_supports_bf16())
+    except ImportError:  # fastpath not available: probe directly
+        probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool((probe and probe()) or (amx and amx()))
+
+
+def default_precision(device: Optional[str] = None) -> str:
+    """The training precision used when a config does not set ``trainer.precision``.
+
+    ``"bf16-mixed"`` where bf16 is native (see :func:`bf16_supported`), ``"16-mixed"`` on a GPU
+    without bf16, ``"32-true"`` on a CPU without bf16.
+    """
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if bf16_supported(dev):
+        return "bf16-mixed"
+    return "16-mixed" if str(dev).startswith("cuda") else "32-true"
+
+
+class StepLR:
+    """Learning-rate multiplier per optimiser step: linear warm-up, then step/cosine/constant.
+
+    A callable object (not a closure) so ``LambdaLR.state_dict()`` stores it and a resumed run
+    continues the same schedule.
+    """
+
+    def __init__(self, schedule: str, step_size: int, gamma: float, warmup_steps: int, total_steps: int,
+                 min_lr_ratio: float = 0.0) -> None:
+        self.schedule = schedule
+        self.step_size = max(1, int(step_size))
+        self.gamma = float(gamma)
+        self.warmup_steps = max(0, int(warmup_steps))
+        self.total_steps = max(1, int(total_steps))
+        self.min_lr_ratio = float(min_lr_ratio)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.schedule == "step":
+            return self.gamma ** (step // self.step_size)
+        if self.schedule == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps)
+            progress = min(1.0, (step - self.warmup_steps) / span)
+            return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0
+
+
+def _check_batch(batch: Any, stage: str) -> Dict[str, Tensor]:
+    if not isinstance(batch, dict) or any(k not in batch for k in BATCH_KEYS[:2]):
+        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise TypeError(f"P3DClassifier.{stage}_step: expected a dict batch with keys {BATCH_KEYS}, got {got}")
+    clip = batch["clip"]
+    if clip.ndim != 5:
+        raise ValueError(f"P3DClassifier.{stage}_step: batch['clip'] must be (N, C, T, H, W), got {tuple(clip.shape)}")
+    return batch
+
+
+class P3DClassifier(pl.LightningModule):
+    """Video classifier around a P3D (or frame-level ResNet-50) network.
+
+    Args:
+        arch: model name from :func:`p3d_lightning.models.list_models` (``resnet50``, ``p3d_a``,
+            ``p3d_b``, ``p3d_c``, ``p3d``, ``p3d131``, ``p3d199``, ``p3d_tiny``, ...).
+        num_classes: classifier outputs (linked from ``data.num_classes`` in the CLI).
+        width_mult: channel width multiplier (``None``: the architecture's own, 1.0 for the
+            paper networks; small values such as 0.125 for CPU runs and tests).
+        dropout: dropout before the classifier (``None``: the architecture's default, 0.9 for
+            the Table 1 networks as in the paper's UCF101 ablation).
+        in_channels: input channels (3 RGB, 2 optical flow).
+        pretrained: path to initial weights, loaded in :meth:`setup` unless the trainer
+            resumes from a checkpoint (so ``load_from_checkpoint`` never reads this file).
+        pretrained_format: ``imagenet`` (a 2D ResNet-50 state dict, inflated to 3D),
+            ``qijiezhao`` (released P3D-199 weights in the qijiezhao key layout) or
+            ``lightning`` (a ``.ckpt`` written by this module).
+        temporal_init: init of new temporal convs when inflating ImageNet weights
+            (``identity`` or ``gaussian``).
+        drop_classifier: do not load the pretrained classifier (fine-tuning to new classes).
+        lr, momentum, weight_decay, nesterov: SGD settings.
+        lr_schedule: ``step`` (lr x ``lr_gamma`` every ``lr_step_size`` optimiser steps),
+            ``cosine`` (to ``min_lr_ratio`` x lr at ``max_steps``) or ``constant``.
+        warmup_steps: linear warm-up steps before the schedule.
+        max_steps: length of the cosine schedule; default: the trainer's estimated steps.
+        partial_bn: freeze every BatchNorm except the first (running stats and affine).
+        channels_last: run convolutions in ``channels_last_3d`` memory format.
+        compile: wrap the network in ``torch.compile`` for training and evaluation.
+        label_smoothing: cross-entropy label smoothing.
+        inference_fast_path: use :func:`p3d_lightning.models.fastpath.optimize_for_inference`
+            (BN folding, bf16 where native, channels_last_3d) in ``predict``.
+    """
+
+    def __init__(
+        self,
+        arch: str = "p3d",
+        num_classes: int = 101,
+        width_mult: Optional[float] = None,
+        dropout: Optional[float] = None,
+        in_channels: int = 3,
+        pretrained: Optional[str] = None,
+        pretrained_format: Literal["imagenet", "qijiezhao", "lightning"] = "imagenet",
+        temporal_init: Literal["identity", "gaussian"] = "identity",
+        drop_classifier: bool = True,
+        lr: float = 0.001,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        nesterov: bool = False,
+        lr_schedule: Literal["step", "cosine", "constant"] = "step",
+        lr_step_size: int = 3000,
+        lr_gamma: float = 0.1,
+        warmup_steps: int = 0,
+        max_steps: Optional[int] = None,
+        min_lr_ratio: float = 0.0,
+        partial_bn: bool = True,
+        channels_last: bool = True,
+        compile: bool = False,
+        label_smoothing: float = 0.0,
+        inference_fast_path: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        from p3d_lightning.models import create_model
+
+        overrides: Dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels}
+        if width_mult is not None:
+            overrides["width_mult"] = width_mult
+        if dropout is not None:
+            overrides["dropout"] = dropout
+        self.model = create_model(arch, **overrides)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last_3d)
+        self._bn_layers = [m for m in self.model.modules() if isinstance(m, _BN_TYPES)]
+        if partial_bn:
+            for bn in self._bn_layers[1:]:
+                for p in bn.parameters():
+                    p.requires_grad_(False)
+        self.train_acc1 = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")
+        self.val_metrics = MultiClipAccuracy(num_classes)
+        self.test_metrics = MultiClipAccuracy(num_classes)
+        self._pretrained_loaded = pretrained is None
+        self._pending_rng: Optional[Dict[str, Any]] = None
+        self.__dict__["_compiled"] = None  # not a submodule: keeps state_dict keys plain
+        self.__dict__["_fast"] = None
+
+    # ------------------------------------------------------------------ network
+    def train(self, mode: bool = True) -> "P3DClassifier":
+        """Set train/eval mode; with ``partial_bn`` every BN but the first stays in eval mode."""
+        super().train(mode)
+        if mode and self.hparams.partial_bn:
+            for bn in self._bn_layers[1:]:
+                bn.eval()
+        return self
+
+    def _net(self):
+        if self.hparams.compile:
+            if self._compiled is None:
+                self.__dict__["_compiled"] = torch.compile(self.model)
+            return self._compiled
+        return self.model
+
+    def _prepare(self, clip: Tensor) -> Tensor:
+        if self.hparams.channels_last and clip.ndim == 5:
+            clip = clip.contiguous(memory_format=torch.channels_last_3d)
+        return clip
+
+    def forward(self, clip: Tensor) -> Tensor:
+        """Logits (N, num_classes) for clips (N, C, T, H, W)."""
+        return self._net()(self._prepare(clip))
+
+    # ------------------------------------------------------------------ weights
+    def setup(self, stage: str) -> None:
+        """Load ``pretrained`` weights unless the trainer restores a checkpoint anyway."""
+        resuming = self._trainer is not None and getattr(self.trainer, "ckpt_path", None) is not None
+        if not self._pretrained_loaded and not resuming:
+            self.load_pretrained()
+
+    def load_pretrained(self) -> Any:
+        """Load ``hparams.pretrained`` into the network now; returns the loader's report."""
+        hp = self.hparams
+        path, fmt = hp.pretrained, hp.pretrained_format
+        if path is None:
+            raise ValueError("P3DClassifier.load_pretrained: model.pretrained is not set")
+        from p3d_lightning.models import weights
+
+        if fmt == "imagenet":
+            report = weights.inflate_imagenet_resnet(
+                self.model, path, temporal_init=hp.temporal_init, drop_classifier=hp.drop_classifier
+            )
+        elif fmt == "qijiezhao":
+            report = weights.load_qijiezhao(self.model, path, drop_classifier=hp.drop_classifier)
+        elif fmt == "lightning":
+            report = load_lightning_weights(self.model, path, drop_classifier=hp.drop_classifier)
+        else:
+            raise ValueError(
+                f"model.pretrained_format must be 'imagenet', 'qijiezhao' or 'lightning', got {fmt!r}"
+            )
+        if hp.channels_last:
+            self.model.to(memory_format=torch.channels_last_3d)
+        self._pretrained_loaded = True
+        return report
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
+        batch = _check_batch(batch, "training")
+        logits = self(batch["clip"])
+        labels = batch["label"]
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.hparams.label_smoothing)
+        n = labels.shape[0]
+        self.train_acc1(logits.detach(), labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("train/clip_acc1", self.train_acc1, on_step=True, on_epoch=True, batch_size=n)
+        return loss
+
+    def _eval_step(self, batch: Dict[str, Tensor], stage: str, metric: MultiClipAccuracy) -> Tensor:
+        batch = _check_batch(batch, stage)
+        for key in ("video_idx", "clip_idx"):
+            if key not in batch:
+                raise KeyError(f"P3DClassifier.{stage}_step: batch has no {key!r}; video-level metrics need it")
+        logits = self(batch["clip"]).float()
+        loss = F.cross_entropy(logits, batch["label"])
+        metric.update(logits.softmax(dim=1), batch["label"], batch["video_idx"], batch["clip_idx"])
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=logits.shape[0], sync_dist=True)
+        return loss
+
+    def _log_eval(self, stage: str, metric: MultiClipAccuracy) -> None:
+        # compute() gathers every rank's clips and drops DDP padding duplicates, so the values
+        # are already global and identical on all ranks: no sync_dist needed.
+        result = metric.compute()
+        metric.reset()
+        k5 = min(5, self.hparams.num_classes)
+        values = {
+            f"{stage}/clip_acc1": result["clip_acc1"],
+            f"{stage}/clip_acc5": result["clip_acc5"],
+            f"{stage}/video_acc1": result["video_acc1"],
+            f"{stage}/video_acc5": result["video_acc5"],
+            f"{stage}/num_videos": result["num_videos"].float(),
+        }
+        if k5 < 5:  # make the clamp visible in the logs
+            values[f"{stage}/top5_is_top{k5}"] = torch.tensor(1.0)
+        self.log_dict({k: v.to(self.device) for k, v in values.items()}, prog_bar=False)
+
+    def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._eval_step(batch, "val", self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val", self.val_metrics)
+
+    def test_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._eval_step(batch, "test", self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test", self.test_metrics)
+
+    def on_predict_start(self) -> None:
+        if self.hparams.inference_fast_path:
+            from p3d_lightning.models.fastpath import optimize_for_inference
+
+            self.__dict__["_fast"] = optimize_for_inference(self.model, channels_last=self.hparams.channels_last)
+
+    def on_predict_end(self) -> None:
+        self.__dict__["_fast"] = None
+
+    def predict_step(self, batch: Dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Dict[str, Tensor]:
+        """Per clip: pool5 ``feature`` (N, F), softmax ``probs`` (N, K), ids and label (CPU fp32)."""
+        batch = _check_batch(batch, "predict")
+        net = self._fast if self._fast is not None else self.model
+        clip = batch["clip"] if self._fast is not None else self._prepare(batch["clip"])
+        feature = net.forward_features(clip)  # (N, F)
+        probs = net.forward_head(feature).float().softmax(dim=1)  # (N, K)
+        n = feature.shape[0]
+        out = {
+            "feature": feature.float().cpu(),
+            "probs": probs.cpu(),
+            "video_idx": batch.get("video_idx", torch.full((n,), -1)).cpu(),
+            "clip_idx": batch.get("clip_idx", torch.zeros(n, dtype=torch.long)).cpu(),
+        }
+        if "label" in batch:
+            out["label"] = batch["label"].cpu()
+        return out
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(
+            params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=hp.nesterov
+        )
+        total = hp.max_steps
+        if total is None and hp.lr_schedule == "cosine":
+            total = int(self.trainer.estimated_stepping_batches)
+        factor = StepLR(hp.lr_schedule, hp.lr_step_size, hp.lr_gamma, hp.warmup_steps, total or 1, hp.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Exact resume: restore the RNG streams saved with the checkpoint right before the
+        # first resumed step (after the resumed dataloader iterator has been created).
+        if self._pending_rng is not None:
+            _set_rng_state(self._pending_rng)
+            self._pending_rng = None
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["p3d_rng_state"] = _get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        self._pretrained_loaded = True  # checkpoint weights supersede ``pretrained``
+        self._pending_rng = checkpoint.get("p3d_rng_state")
+
+
+def _get_rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_lightning_weights(model: nn.Module, path: str, drop_classifier: bool = True) -> Dict[str, List[str]]:
+    """Load the network weights of a ``P3DClassifier`` checkpoint (``.ckpt``) into ``model``.
+
+    Keys are the checkpoint's ``model.*`` entries. Strict: any missing or unexpected key (other
+    than the classifier ``fc.*`` when ``drop_classifier``) or shape mismatch raises
+    ``ValueError`` naming the file and keys. Returns ``{"loaded": [...], "skipped": [...]}``.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict' entry)")
+    sd = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    if not sd:
+        raise ValueError(f"{path}: no 'model.*' keys; expected a checkpoint written by P3DClassifier")
+    skipped = [k for k in sd if drop_classifier and k.startswith("fc.")]
+    sd = {k: v for k, v in sd.items() if k not in skipped}
+    own = model.state_dict()
+    bad_shapes = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in sd.items()
+                  if k in own and own[k].shape != v.shape]
+    if bad_shapes:
+        raise ValueError(f"{path}: shape mismatch for {bad_shapes}")
+    missing = [k for k in own if k not in sd and not (drop_classifier and k.startswith("fc."))]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        raise ValueError(f"{path}: missing keys {missing[:10]}, unexpected keys {unexpected[:10]}")
+    model.load_state_dict(sd, strict=False)
+    return {"loaded": sorted(sd), "skipped": skipped}
