@@ -1,0 +1,195 @@
+"""Map-style clip dataset over (video, clip) pairs.
+
+Sample ``i`` is clip ``i % num_clips`` of video ``i // num_clips``. Training uses one random
+clip per video per epoch (``num_clips=1``, ``clip_idx`` 0); evaluation uses ``num_clips``
+uniformly spaced clips per video, each its own sample, so a DistributedSampler can split them
+and predictions can be fused per video by ``video_idx``.
+
+Randomness (window start, crop, flip) is drawn from ``derive_seed(seed, epoch, i)``, so a
+sample does not depend on the worker, the rank, or what was sampled before. ``set_epoch``
+writes the epoch into shared memory, so persistent workers see it too; ``EpochSampler``
+calls it from Lightning's per-epoch ``set_epoch`` hook.
+
+Bad input: videos that are quarantined, absent, empty or fail the index probe are dropped at
+construction (one ``BadVideoWarning`` per file; ``skipped`` lists them, ``num_skipped``
+counts them); with ``strict=True`` the first one raises instead, naming the file. A video
+that only fails while decoding a clip (e.g. corrupt in the middle) is replaced by a clip of the
+next readable video (deterministic; label and ``video_idx`` are the substitute's), warned
+about once per file and process, appended to ``failure_log`` if set, and raised in strict mode.
+"""
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from .annotations import VideoRecord
+from .decode import DecodeError, VideoMeta, read_frames
+from .index import build_index
+from .sampling import derive_seed, eval_clip_indices, train_clip_indices
+from .transforms import ClipTransform
+
+__all__ = ["BadVideoWarning", "VideoClipDataset", "EpochSampler"]
+
+
+class BadVideoWarning(UserWarning):
+    """A video was skipped or replaced because it is absent, quarantined or unreadable."""
+
+
+class VideoClipDataset(Dataset):
+    """Clips of ``records`` as dicts ``{"clip": float (C, T, H, W), "label", "video_idx", "clip_idx"}``.
+
+    Args:
+        records: annotated videos (``VideoRecord``: video_id, path, 0-based label).
+        classes: class names, indexed by label.
+        train: random clip per video (and the transform's random crop/flip) vs. uniform clips.
+        clip_len, frame_stride: clip geometry (see ``sampling``).
+        num_clips: clips per video (evaluation); forced to 1 for training.
+        resize: decoder resize, ``None``, short side int or ``(H, W)``.
+        transform: ``ClipTransform`` (crop, flip, normalise); default centre 160 crop, ImageNet.
+        seed: base seed of all randomness.
+        strict: raise on the first bad video instead of skipping it.
+        index: ``{abs path: VideoMeta or reason}`` from ``build_index``; built (uncached) if None.
+        quarantine: absolute paths to skip.
+        short_policy: ``"repeat_last"`` or ``"loop"`` for videos shorter than a clip.
+        failure_log: file to append ``path<TAB>reason`` lines for decode failures found in workers.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        classes: Sequence[str],
+        train: bool,
+        clip_len: int = 16,
+        frame_stride: int = 1,
+        num_clips: int = 1,
+        resize: Union[None, int, Tuple[int, int]] = None,
+        transform: Optional[ClipTransform] = None,
+        seed: int = 0,
+        strict: bool = False,
+        index: Optional[Dict[str, Union[VideoMeta, str]]] = None,
+        quarantine: Iterable[str] = (),
+        short_policy: str = "repeat_last",
+        failure_log: Optional[str] = None,
+        max_substitutes: int = 8,
+    ):
+        self.classes = list(classes)
+        self.train = train
+        self.clip_len, self.frame_stride = clip_len, frame_stride
+        self.num_clips = 1 if train else int(num_clips)
+        self.resize = tuple(resize) if isinstance(resize, (list, tuple)) else resize
+        self.transform = transform or ClipTransform(train=train, crop_size=160, horizontal_flip=False)
+        self.seed, self.strict, self.short_policy = seed, strict, short_policy
+        self.failure_log, self.max_substitutes = failure_log, max_substitutes
+        if index is None:
+            index = build_index([r.path for r in records], cache_path=None, progress=False)
+        quarantine = {os.path.abspath(q) for q in quarantine}
+
+        self.videos: List[VideoRecord] = []
+        self.metas: List[VideoMeta] = []
+        self.skipped: List[Tuple[str, str]] = []  # (path, reason)
+        for r in records:
+            path = os.path.abspath(r.path)
+            info = index.get(path, "not indexed")
+            reason = "quarantined" if path in quarantine else (info if isinstance(info, str) else None)
+            if reason is None:
+                self.videos.append(r)
+                self.metas.append(info)
+                continue
+            if strict:
+                raise DecodeError(path, f"{reason} (strict mode; pass strict=False to skip bad videos)")
+            self.skipped.append((path, reason))
+            warnings.warn(f"skipping video {path}: {reason}", BadVideoWarning, stacklevel=2)
+        # Per-process record of clips that failed to decode after indexing.
+        self.runtime_failures: Dict[str, str] = {}
+        # Shared memory, so DataLoader workers (including persistent ones) see set_epoch.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def num_skipped(self) -> int:
+        """Number of videos dropped at construction (absent, quarantined, unreadable)."""
+        return len(self.skipped)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random clips/crops of ``epoch`` (visible to running workers)."""
+        self._epoch.fill_(int(epoch))
+
+    def __len__(self) -> int:
+        return len(self.videos) * self.num_clips
+
+    def frame_indices(self, index: int) -> List[int]:
+        """Frame indices sample ``index`` decodes (pure function of the sample and epoch)."""
+        video_idx, clip_idx = divmod(index, self.num_clips)
+        n = self.metas[video_idx].num_frames
+        if self.train:
+            return train_clip_indices(n, self.clip_len, self.frame_stride,
+                                      derive_seed(self.seed, self.epoch, index, 0), self.short_policy)
+        return eval_clip_indices(n, self.clip_len, self.frame_stride, self.num_clips, clip_idx, self.short_policy)
+
+    def _load(self, index: int) -> dict:
+        video_idx, clip_idx = divmod(index, self.num_clips)
+        clip = read_frames(self.videos[video_idx].path, self.frame_indices(index), size=self.resize)  # (T, H, W, C)
+        rng = random.Random(derive_seed(self.seed, self.epoch, index, 1)) if self.train else None
+        return {"clip": self.transform(clip, rng), "label": self.videos[video_idx].label,
+                "video_idx": video_idx, "clip_idx": clip_idx}
+
+    def _record_failure(self, path: str, reason: str) -> None:
+        if path in self.runtime_failures:
+            return
+        self.runtime_failures[path] = reason
+        warnings.warn(f"video {path} failed to decode ({reason}); using a clip of another video instead",
+                      BadVideoWarning, stacklevel=3)
+        if self.failure_log:
+            try:
+                with open(self.failure_log, "a", encoding="utf-8") as f:
+                    f.write(f"{path}\t{reason}\n")
+            except OSError:
+                pass
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+        video_idx, clip_idx = divmod(index, self.num_clips)
+        n = len(self.videos)
+        for k in range(min(n, self.max_substitutes + 1)):
+            v = (video_idx + k) % n  # deterministic substitute: the next video
+            try:
+                return self._load(v * self.num_clips + clip_idx)
+            except DecodeError as e:
+                if self.strict:
+                    raise
+                self._record_failure(e.path, e.reason)
+        raise DecodeError(self.videos[video_idx].path,
+                          f"this and the next {self.max_substitutes} videos all failed to decode")
+
+    def __repr__(self) -> str:
+        return (f"VideoClipDataset(videos={len(self.videos)}, classes={len(self.classes)}, train={self.train}, "
+                f"clip_len={self.clip_len}, frame_stride={self.frame_stride}, num_clips={self.num_clips}, "
+                f"resize={self.resize}, skipped={self.num_skipped})")
+
+
+class EpochSampler(DistributedSampler):
+    """Shuffling (distributed) sampler whose ``set_epoch`` also sets the dataset's epoch.
+
+    Lightning calls ``set_epoch`` on the train sampler at the start of every epoch (also after
+    resuming), before workers fetch, so each epoch draws new clips from ``(seed, epoch, index)``.
+    Being a DistributedSampler, Lightning uses it as-is under DDP (pass the rank/world size).
+    """
+
+    def __init__(self, dataset: VideoClipDataset, num_replicas: int = 1, rank: int = 0, seed: int = 0,
+                 shuffle: bool = True, drop_last: bool = False):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
