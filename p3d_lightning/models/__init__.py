@@ -8,6 +8,8 @@
 from .complexity import count_params, model_complexity
 from .p3d_resnet import P3DResNet, block_kinds, format_block_kinds
 from .units import UNIT_KINDS, UNIT_TYPES, Bottleneck, Unit2D, UnitA, UnitB, UnitC, make_unit
+from .weights import (CheckpointError, LoadReport, export_qijiezhao, inflate_imagenet_resnet, init_temporal,
+                      load_checkpoint, load_qijiezhao, read_state_dict)
 from .zoo import ARCHS, MODEL_CFGS, ModelCfg, create_model, get_model_cfg, list_models
 
 __all__ = [
@@ -15,4 +17,6 @@ __all__ = [
     "UNIT_KINDS", "UNIT_TYPES", "Bottleneck", "UnitA", "UnitB", "UnitC", "Unit2D", "make_unit",
     "ARCHS", "MODEL_CFGS", "ModelCfg", "create_model", "get_model_cfg", "list_models",
     "count_params", "model_complexity",
+    "CheckpointError", "LoadReport", "read_state_dict", "load_checkpoint", "inflate_imagenet_resnet",
+    "init_temporal", "load_qijiezhao", "export_qijiezhao",
 ]
