@@ -337,6 +337,7 @@ def export_qijiezhao(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     """Our model's state dict in the qijiezhao layout (flat; wrap as ``{'state_dict': sd}`` to
     mimic the released files). Inverse of :func:`load_qijiezhao`: 2D units get
     ``conv_normal/bn_normal`` and 4-D conv kernels, the stem becomes ``conv1_custom``.
+    Like ``state_dict()``, the tensors share storage with the model (``torch.save`` copies).
     """
     _check_qijiezhao_structure(model)
     units_2d = {name for name, m in model.named_modules() if isinstance(m, Bottleneck) and not m.has_temporal}
@@ -351,5 +352,5 @@ def export_qijiezhao(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
             if tensor.dim() == 5:
                 tensor = tensor.squeeze(2)
             key = f"{owner}.{rest}"
-        out[key] = tensor.detach().clone()
+        out[key] = tensor
     return out
