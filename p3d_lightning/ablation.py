@@ -414,9 +414,14 @@ def run_ablation(
         if name in done:
             print(f"[ablation] {name}: already in {results_path}, skipping")
             continue
-        module, datamodule, trainer_kwargs = _prepare_run(name, config.runs[name], overrides)
-        datamodule.prepare_data()
-        datamodule.setup("fit")
+        try:
+            module, datamodule, trainer_kwargs = _prepare_run(name, config.runs[name], overrides)
+            datamodule.prepare_data()
+            datamodule.setup("fit")
+        except AblationError:
+            raise
+        except (ValueError, RuntimeError, OSError) as err:
+            raise AblationError(f"{name} ({config.runs[name]}): {err}") from err
         n_train = len(datamodule.train_dataset)
         if n_train == 0:
             raise AblationError(f"{name}: the training set of {config.runs[name]} is empty (root: {_dm_root(datamodule)})")
@@ -486,7 +491,6 @@ def run_ablation(
             "wandb_dir": _wandb_dir(loggers),
             "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
         }
-        row["infer_clips_per_s"] = infer.results.get("infer_clips_per_s")
         if speed_cfg.get("paper_scale", True):
             arch = str(row["arch"])
             in_ch = int(str(row.get("clip_shape", "3")).split("x")[0])

@@ -179,7 +179,16 @@ class InferenceSpeedCallback(pl.Callback):
             device=device,
             setting_name=setting,
         )
-        self.results = {f"infer_{k}": v for k, v in speed.items()}
+        self.results = {
+            "infer_clips_per_s": float(speed["clips_per_s"]),
+            "infer_frames_per_s": float(speed["frames_per_s"]),
+            "infer_device": speed["device_name"],
+            "infer_precision": speed["precision"],
+            "infer_setting": setting,
+            "infer_batch_size": int(speed["batch_size"]),
+            "infer_threads": int(speed["torch_threads"]),
+            "infer_clip_shape": "x".join(str(s) for s in shape),
+        }
         log_to_loggers(
             trainer,
             {
