@@ -99,7 +99,7 @@ def test_flow_input_channels():
         assert model(torch.randn(1, 2, 16, 32, 32)).shape == (1, 10)
 
 
-def test_every_bn_follows_one_conv_and_all_weights_5d():
+def test_all_conv_weights_are_5d():
     model = create_model("p3d_tiny")
     for name, p in model.named_parameters():
         if name.endswith(".weight") and "bn" not in name and not name.startswith("fc") and "downsample.1" not in name:
