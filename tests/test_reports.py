@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import matplotlib
 
@@ -108,9 +109,16 @@ def test_table1_puts_ours_beside_the_paper(results_dir):
     assert p3d["paper: top-1 (%)"] == TABLE1["p3d"].top1
     assert p3d["paper: size (MB)"] == TABLE1["p3d"].size_mb
     assert r50["paper: speed unit"] == "frame/s"
-    assert "cpu" in p3d["speed settings"] and "batch 4" in p3d["speed settings"] and "2 threads" in p3d["speed settings"]
-    assert p3d["paper-scale settings"] == ""  # not measured in this run
+    assert p3d["speed settings"] == "cpu, fp32, batch 4, threads: 2, input 3x16x32x32"
+    assert p3d["paper-scale settings"] == "" and math.isnan(p3d["paper-scale speed"])  # not measured in this run
     assert "paper" in t1.attrs["paper_note"]
+
+
+def test_speed_setting_leaves_out_unrecorded_fields():
+    row = _row("p3d", "3x16x32x32", infer_threads="", paper_scale_clips_per_s=3.0, paper_scale_shape="3x16x160x160",
+               paper_scale_precision="bf16", paper_scale_batch_size=8)
+    assert reports.speed_setting(row) == "cpu, fp32, batch 4, input 3x16x32x32"
+    assert reports.speed_setting(row, "paper_scale") == "cpu, bf16, batch 8, input 3x16x160x160"
 
 
 def test_table1_plots(results_dir):
