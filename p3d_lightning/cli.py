@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import yaml
 from pytorch_lightning import Trainer
@@ -29,11 +29,15 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
+from torch.utils.data import DataLoader, DistributedSampler
 
 from p3d_lightning.features import FeatureWriter
 from p3d_lightning.module import P3DClassifier, default_precision
 
-__all__ = ["P3DLightningCLI", "WandbConfigCallback", "main", "instantiate_from_config", "CHECKPOINT_DEFAULTS"]
+__all__ = [
+    "P3DLightningCLI", "WandbConfigCallback", "main", "instantiate_from_config", "CHECKPOINT_DEFAULTS",
+    "ResumableLoader", "ResumableSampler", "make_resumable",
+]
 
 #: Defaults of the ``checkpoint`` section: best by video top-1, plus last.ckpt for resuming.
 CHECKPOINT_DEFAULTS: Dict[str, Any] = {
@@ -91,6 +95,10 @@ class P3DLightningCLI(LightningCLI):
             parser.set_defaults({"return_predictions": False})
         return parser
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        make_resumable(self.datamodule)
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Build the trainer and make sure a CSV logger is written next to any other logger."""
         trainer = super().instantiate_trainer(**kwargs)
@@ -99,6 +107,107 @@ class P3DLightningCLI(LightningCLI):
             save_dir = getattr(loggers[0], "save_dir", None) or trainer.default_root_dir
             trainer.loggers = [CSVLogger(save_dir=save_dir, name="csv")] + loggers
         return trainer
+
+
+# ----------------------------------------------------------------------------- exact mid-epoch resume
+class ResumableSampler(DistributedSampler):
+    """Wraps a per-epoch deterministic ``DistributedSampler`` and can skip its first samples.
+
+    Still a ``DistributedSampler``, so Lightning uses it as-is under DDP. ``set_epoch`` is
+    forwarded (the wrapped sampler also forwards it to its dataset).
+    """
+
+    def __init__(self, inner: DistributedSampler) -> None:  # noqa: D107 (no super().__init__: copies state)
+        self.inner = inner
+        self.dataset = inner.dataset
+        self.num_replicas, self.rank = inner.num_replicas, inner.rank
+        self.epoch, self.seed, self.shuffle, self.drop_last = inner.epoch, inner.seed, inner.shuffle, inner.drop_last
+        self.num_samples, self.total_size = inner.num_samples, inner.total_size
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(iter(self.inner))
+        skip, self.skip = self.skip, 0
+        return iter(indices[skip:])
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class ResumableLoader(DataLoader):
+    """A train ``DataLoader`` with ``state_dict``/``load_state_dict``, so Lightning resumes it
+    mid-epoch exactly: the batches already trained on in the interrupted epoch are skipped.
+
+    The count excludes the one batch Lightning's fetcher pre-fetches before the checkpoint is
+    written (it has not been trained on yet). Requires a sampler whose order is a function of
+    ``(seed, epoch)`` (e.g. ``EpochSampler``, any ``DistributedSampler``).
+    """
+
+    _PREFETCH = 1  # Lightning's default _PrefetchDataFetcher(prefetch_batches=1)
+
+    def __init__(self, loader: DataLoader) -> None:
+        sampler = loader.sampler
+        if not isinstance(sampler, DistributedSampler):
+            raise TypeError(
+                f"ResumableLoader needs a DistributedSampler-style train sampler with a per-epoch order, "
+                f"got {type(sampler).__name__}"
+            )
+        kwargs: Dict[str, Any] = dict(
+            batch_size=loader.batch_size, sampler=ResumableSampler(sampler), num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+            timeout=loader.timeout, worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+            persistent_workers=loader.persistent_workers,
+        )
+        if loader.num_workers > 0:
+            kwargs["prefetch_factor"] = loader.prefetch_factor
+            kwargs["multiprocessing_context"] = loader.multiprocessing_context
+        super().__init__(loader.dataset, **kwargs)
+        self._yielded = 0
+        self._exhausted = False
+
+    def __iter__(self):
+        self._yielded, self._exhausted = self.sampler.skip // max(1, self.batch_size), False
+        for batch in super().__iter__():
+            self._yielded += 1
+            yield batch
+        self._exhausted = True
+
+    def state_dict(self) -> Dict[str, Any]:
+        consumed = self._yielded if self._exhausted else max(0, self._yielded - self._PREFETCH)
+        return {"epoch": int(self.sampler.epoch), "consumed_batches": int(consumed), "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if int(state.get("batch_size", self.batch_size)) != self.batch_size:
+            raise ValueError(
+                f"cannot resume the train loader mid-epoch: batch_size changed from {state['batch_size']} "
+                f"to {self.batch_size}"
+            )
+        self.sampler.skip = int(state["consumed_batches"]) * self.batch_size
+
+
+def make_resumable(datamodule: Any) -> Any:
+    """Make ``datamodule.train_dataloader()`` return a :class:`ResumableLoader` (in place).
+
+    A no-op when the data module's loader is already stateful or its sampler is not a
+    ``DistributedSampler``. Returns the data module.
+    """
+    if datamodule is None or getattr(datamodule, "_p3d_resumable", False):
+        return datamodule
+    original = datamodule.train_dataloader
+
+    def train_dataloader() -> Any:
+        loader = original()
+        if hasattr(loader, "state_dict") or not isinstance(getattr(loader, "sampler", None), DistributedSampler):
+            return loader
+        return ResumableLoader(loader)
+
+    datamodule.train_dataloader = train_dataloader
+    datamodule._p3d_resumable = True
+    return datamodule
 
 
 def _flatten_class_sections(raw: Dict[str, Any]) -> Dict[str, Any]:
@@ -137,7 +246,7 @@ def instantiate_from_config(
         raise ValueError(f"{source}: invalid experiment config (see the error above)") from err
     trainer_kwargs = dict(cli.config_init.get("trainer", {}))
     trainer_kwargs["seed_everything"] = cli.config.get("seed_everything")
-    return cli.model, cli.datamodule, trainer_kwargs
+    return cli.model, make_resumable(cli.datamodule), trainer_kwargs
 
 
 def main(args: Optional[Sequence[str]] = None) -> None:
@@ -146,4 +255,4 @@ def main(args: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

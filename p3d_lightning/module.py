@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, Literal, Optional
 
 import numpy as np
 import pytorch_lightning as pl
@@ -93,6 +93,34 @@ class StepLR:
             progress = min(1.0, (step - self.warmup_steps) / span)
             return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
         return 1.0
+
+
+class SafeTemporalConv3d(nn.Conv3d):
+    """``nn.Conv3d`` that runs in fp32 under CPU bf16 autocast when the clip is shorter than the
+    temporal kernel (e.g. a 3x1x1 conv at T=2, res4 of a 16-frame P3D).
+
+    Works around a oneDNN bug in torch 2.13 CPU: the bf16 weight gradient of such a conv
+    sometimes comes back NaN (uninitialised memory; reproduced with a bare ``F.conv3d``).
+    Swapped in by class (``module.__class__``), so parameters and state-dict keys are unchanged.
+    The affected layers are tiny (T <= 2), so the fp32 detour costs almost nothing.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                and x.shape[2] < self.kernel_size[0]):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
+def _protect_temporal_convs(model: nn.Module) -> int:
+    """Swap every Conv3d with a temporal kernel > 1 to :class:`SafeTemporalConv3d` in place."""
+    n = 0
+    for m in model.modules():
+        if type(m) is nn.Conv3d and m.kernel_size[0] > 1:
+            m.__class__ = SafeTemporalConv3d
+            n += 1
+    return n
 
 
 def _check_batch(batch: Any, stage: str) -> Dict[str, Tensor]:
@@ -175,6 +203,7 @@ class P3DClassifier(pl.LightningModule):
         if dropout is not None:
             overrides["dropout"] = dropout
         self.model = create_model(arch, **overrides)
+        _protect_temporal_convs(self.model)  # bf16 CPU training fix, see SafeTemporalConv3d
         if channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
         self._bn_layers = [m for m in self.model.modules() if isinstance(m, _BN_TYPES)]
@@ -237,7 +266,7 @@ class P3DClassifier(pl.LightningModule):
         elif fmt == "qijiezhao":
             report = weights.load_qijiezhao(self.model, path, drop_classifier=hp.drop_classifier)
         elif fmt == "lightning":
-            report = load_lightning_weights(self.model, path, drop_classifier=hp.drop_classifier)
+            report = weights.load_checkpoint(self.model, path, drop_classifier=hp.drop_classifier, prefix="model.")
         else:
             raise ValueError(
                 f"model.pretrained_format must be 'imagenet', 'qijiezhao' or 'lightning', got {fmt!r}"
@@ -275,7 +304,6 @@ class P3DClassifier(pl.LightningModule):
         # are already global and identical on all ranks: no sync_dist needed.
         result = metric.compute()
         metric.reset()
-        k5 = min(5, self.hparams.num_classes)
         values = {
             f"{stage}/clip_acc1": result["clip_acc1"],
             f"{stage}/clip_acc5": result["clip_acc5"],
@@ -283,8 +311,6 @@ class P3DClassifier(pl.LightningModule):
             f"{stage}/video_acc5": result["video_acc5"],
             f"{stage}/num_videos": result["num_videos"].float(),
         }
-        if k5 < 5:  # make the clamp visible in the logs
-            values[f"{stage}/top5_is_top{k5}"] = torch.tensor(1.0)
         self.log_dict({k: v.to(self.device) for k, v in values.items()}, prog_bar=False)
 
     def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -360,7 +386,13 @@ class P3DClassifier(pl.LightningModule):
 
 
 def _get_rng_state() -> Dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        # numpy's key array as a tensor keeps the checkpoint loadable with weights_only=True
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -369,34 +401,7 @@ def _get_rng_state() -> Dict[str, Any]:
 def _set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def load_lightning_weights(model: nn.Module, path: str, drop_classifier: bool = True) -> Dict[str, List[str]]:
-    """Load the network weights of a ``P3DClassifier`` checkpoint (``.ckpt``) into ``model``.
-
-    Keys are the checkpoint's ``model.*`` entries. Strict: any missing or unexpected key (other
-    than the classifier ``fc.*`` when ``drop_classifier``) or shape mismatch raises
-    ``ValueError`` naming the file and keys. Returns ``{"loaded": [...], "skipped": [...]}``.
-    """
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict' entry)")
-    sd = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    if not sd:
-        raise ValueError(f"{path}: no 'model.*' keys; expected a checkpoint written by P3DClassifier")
-    skipped = [k for k in sd if drop_classifier and k.startswith("fc.")]
-    sd = {k: v for k, v in sd.items() if k not in skipped}
-    own = model.state_dict()
-    bad_shapes = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in sd.items()
-                  if k in own and own[k].shape != v.shape]
-    if bad_shapes:
-        raise ValueError(f"{path}: shape mismatch for {bad_shapes}")
-    missing = [k for k in own if k not in sd and not (drop_classifier and k.startswith("fc."))]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        raise ValueError(f"{path}: missing keys {missing[:10]}, unexpected keys {unexpected[:10]}")
-    model.load_state_dict(sd, strict=False)
-    return {"loaded": sorted(sd), "skipped": skipped}

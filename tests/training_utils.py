@@ -1,0 +1,57 @@
+"""Shared helpers of the training-system tests: a tiny synthetic video set and tiny runs."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pytorch_lightning as pl
+
+# Tiny dataset (same as conftest.tiny_synthetic_root): 4 classes, 8 train + 8 test videos, 20 frames, 48x64.
+TINY_DATA = dict(num_pairs=2, videos_per_class=4, clips_per_group=2, size=(48, 64), num_frames=20, seed=0)
+
+
+def make_tiny_dataset(root: Path) -> str:
+    """Write (once) the tiny synthetic set under ``root`` and return its path."""
+    from p3d_lightning.data import generate_synthetic_dataset
+
+    root = Path(root)
+    if not (root / "classInd.txt").is_file():
+        generate_synthetic_dataset(str(root), progress=False, num_workers=1, **TINY_DATA)
+    return str(root)
+
+
+def tiny_datamodule(root: str, clip_len: int = 16, crop: int = 32, num_eval_clips: int = 2,
+                    batch_size: int = 4, **kw: Any):
+    """A VideoDataModule on the tiny set: 4 classes, small crops, no workers, no flips."""
+    from p3d_lightning.data import VideoDataModule
+
+    args: Dict[str, Any] = dict(
+        dataset="synthetic", root=root, num_classes=4, clip_len=clip_len, resize=(40, 52), crop_size=crop,
+        num_eval_clips=num_eval_clips, batch_size=batch_size, num_workers=0, horizontal_flip=False,
+        seed=0, progress=False, synthetic_num_pairs=2, synthetic_videos_per_class=4,
+        synthetic_size=(48, 64), synthetic_num_frames=20,
+    )
+    args.update(kw)
+    return VideoDataModule(**args)
+
+
+def tiny_trainer(tmp: Path, **kw: Any) -> pl.Trainer:
+    """A quiet CPU trainer in fp32 writing under ``tmp``."""
+    args: Dict[str, Any] = dict(
+        accelerator="cpu", devices=1, precision="32-true", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp),
+        num_sanity_val_steps=0, deterministic=False,
+    )
+    args.update(kw)
+    return pl.Trainer(**args)
+
+
+def quiet_warnings() -> None:
+    """Silence expected, noisy warnings (partial-BN eval modules, few-worker hints)."""
+    for msg in (".*modules in eval mode.*", ".*does not have many workers.*", ".*is smaller than the logging interval.*",
+                ".*GPU available but not used.*", ".*sync_dist.*"):
+        warnings.filterwarnings("ignore", message=msg)
+    os.environ.setdefault("WANDB_MODE", "disabled")
