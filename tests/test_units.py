@@ -134,3 +134,18 @@ def test_unknown_kind():
         make_unit("D", 8, 8)
     assert set(UNIT_TYPES) == set(UNIT_KINDS)
     assert all(issubclass(c, Bottleneck) for c in UNIT_TYPES.values())
+
+
+def test_bf16_autocast_gradients_finite_for_two_frame_temporal_conv():
+    """Regression: oneDNN's bf16 weight gradient of a 3x1x1 conv on T=2 input is sometimes NaN."""
+    from p3d_lightning.models.units import UnitA
+
+    torch.manual_seed(0)
+    for _ in range(12):
+        unit = UnitA(128, 32)
+        x = torch.randn(8, 128, 2, 5, 5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = unit(x)
+        out.float().square().mean().backward()
+        for name, p in unit.named_parameters():
+            assert torch.isfinite(p.grad).all(), name

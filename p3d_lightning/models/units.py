@@ -36,6 +36,28 @@ __all__ = ["UNIT_KINDS", "UNIT_TYPES", "Bottleneck", "UnitA", "UnitB", "UnitC", 
 UNIT_KINDS: Tuple[str, ...] = ("A", "B", "C", "2D")
 
 
+def _temporal_conv_fp32_on_cpu_bf16(conv: nn.Conv3d, inputs: Tuple[torch.Tensor, ...], output: torch.Tensor):
+    """Forward hook on every T conv: redo it in fp32 where the CPU's bf16 kernel is unreliable.
+
+    Work-around for a oneDNN bug (torch 2.13, CPU): under bf16 autocast, the *weight gradient*
+    of a 3x1x1 conv whose input has fewer frames than the kernel (T = 2 in res4 for a 16-frame
+    clip) is sometimes NaN/inf (reproduced in tests/test_units.py). Only while training on the
+    CPU under autocast with such a short input is the conv recomputed in fp32 (autocast off);
+    everywhere else the hook returns the output unchanged. Hooks are invisible to torch.fx, so
+    tracing and BN folding see a plain Conv3d.
+    """
+    x = inputs[0]
+    if (
+        x.device.type == "cpu"
+        and x.shape[2] < conv.kernel_size[0]
+        and torch.is_grad_enabled()
+        and torch.is_autocast_enabled("cpu")
+    ):
+        with torch.autocast("cpu", enabled=False):
+            return conv._conv_forward(x.float(), conv.weight.float(), conv.bias)
+    return output
+
+
 class Bottleneck(nn.Module):
     """Base bottleneck; subclasses define :meth:`spatiotemporal` (the S/T structure).
 
@@ -60,6 +82,7 @@ class Bottleneck(nn.Module):
         if self.has_temporal:
             self.conv3 = nn.Conv3d(width, width, (3, 1, 1), padding=(1, 0, 0), bias=False)
             self.bn3 = nn.BatchNorm3d(width)
+            self.conv3.register_forward_hook(_temporal_conv_fp32_on_cpu_bf16)
         self.conv4 = nn.Conv3d(width, out_channels, 1, bias=False)
         self.bn4 = nn.BatchNorm3d(out_channels)
         self.relu = nn.ReLU(inplace=True)
