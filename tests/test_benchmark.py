@@ -1,0 +1,158 @@
+"""Tests for p3d_lightning.benchmark: measurement functions and the p3d-bench command (--quick).
+
+No timing asserts: only that every path runs, records its settings and writes its files.
+"""
+import csv
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from p3d_lightning import benchmark
+from p3d_lightning.benchmark import (PeakMemory, measure_ceiling, measure_inference_speed,
+                                     measure_training_speed, workers_needed)
+
+
+def _tiny_net():
+    return nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(),
+                         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3))
+
+
+def test_measure_inference_speed_records_settings():
+    net = _tiny_net()
+    res = measure_inference_speed(net, (3, 4, 8, 8), batch_size=2, warmup=1, repeats=3,
+                                  setting_name="plain")
+    assert res["setting"] == "plain" and res["clips_per_s"] > 0
+    assert res["frames_per_s"] == pytest.approx(4 * res["clips_per_s"])
+    assert len(res["batch_times_s"]) == 3
+    assert res["batch_time_ms_min"] <= res["batch_time_ms_median"] <= res["batch_time_ms_max"]
+    assert res["precision"] == "fp32" and res["batch_size"] == 2 and res["clip_shape"] == [3, 4, 8, 8]
+    assert res["torch_threads"] == torch.get_num_threads()
+    assert res["torch_version"] == torch.__version__ and res["device"] == "cpu"
+    assert res["device_name"] and res["peak_mem_mb"] is not None and res["peak_mem_mb"] >= 0
+    with pytest.raises(ValueError, match="repeats"):
+        measure_inference_speed(net, (3, 4, 8, 8), batch_size=2, repeats=0)
+
+
+def test_measure_inference_speed_fast_path_precision():
+    from p3d_lightning.models.fastpath import optimize_for_inference
+
+    fast = optimize_for_inference(_tiny_net(), dtype="bf16")
+    res = measure_inference_speed(fast, (3, 4, 8, 8), batch_size=2, warmup=0, repeats=1)
+    assert res["precision"] == "bf16" and res["channels_last"] is True
+
+
+def test_measure_ceiling_quick():
+    c = measure_ceiling("cpu", quick=True, repeats=1)
+    assert c["matmul_fp32_gflops"] > 0 and c["conv1x1_fp32_gflops"] > 0
+    assert c["fp32_peak_gflops"] >= c["matmul_fp32_gflops"]
+    assert "device_name" in c
+
+
+def test_measure_training_speed_does_not_touch_model():
+    net = _tiny_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    for prec, cl in [("fp32", False), ("bf16-mixed", True)]:
+        res = measure_training_speed(net, (3, 4, 8, 8), batch_size=2, num_classes=3, precision=prec,
+                                     channels_last=cl, steps=2, warmup=1)
+        assert res["clips_per_s"] > 0 and res["precision"] == prec
+        assert res["peak_mem_mb_per_clip"] is not None
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with pytest.raises(ValueError, match="precision"):
+        measure_training_speed(net, (3, 4, 8, 8), precision="int8")
+
+
+def test_peak_memory_sees_allocation():
+    with PeakMemory("cpu") as mem:
+        x = torch.ones(8 * 2**20)  # 32 MB
+        x += 1
+        del x
+    assert mem.peak_mb is not None and mem.peak_mb >= 0
+    if mem.method == "rss_hwm_delta":
+        assert mem.peak_mb > 16
+
+
+def test_workers_needed():
+    rows = [{"num_workers": 0, "clips_per_s": 10.0}, {"num_workers": 1, "clips_per_s": 9.0},
+            {"num_workers": 2, "clips_per_s": 18.0}]
+    assert workers_needed(5, rows) == 0
+    assert workers_needed(15, rows) == 2
+    assert workers_needed(40, rows) == 4  # extrapolated: best per-worker rate 10
+    assert workers_needed(5, []) is None
+
+
+def test_parse_helpers():
+    assert benchmark._parse_shape("16x160x160") == (3, 16, 160, 160)
+    assert benchmark._parse_shape("2x16x112x112") == (2, 16, 112, 112)
+    assert benchmark._parse_model_spec("p3d199:4", [8]) == ("p3d199", [4])
+    assert benchmark._parse_model_spec("p3d", [8]) == ("p3d", [8])
+    assert benchmark._train_setting("bf16-mixed_cl_ckpt") == {
+        "precision": "bf16-mixed", "channels_last": True, "checkpoint": True}
+    with pytest.raises(SystemExit):
+        benchmark._train_setting("fp8")
+
+
+def _read(out_dir, mode):
+    csvs = sorted(out_dir.glob(f"bench_{mode}_*.csv"))
+    jsons = sorted(out_dir.glob(f"bench_{mode}_*.json"))
+    assert len(csvs) == 1 and len(jsons) == 1
+    with open(csvs[0]) as f:
+        rows = list(csv.DictReader(f))
+    return rows, json.loads(jsons[0].read_text())
+
+
+def test_bench_quick_inference_writes_csv_json(tmp_path, capsys):
+    assert benchmark.main(["--quick", "--out-dir", str(tmp_path)]) == 0
+    rows, data = _read(tmp_path, "infer")
+    settings = [r["setting"] for r in rows]
+    assert settings[0] == "fp32" and len(settings) >= 3
+    assert all(float(r["clips_per_s"]) > 0 for r in rows)
+    assert float(rows[0]["speedup_vs_fp32"]) == pytest.approx(1.0)
+    meta = data["meta"]
+    for key in ("device_name", "torch_threads", "torch_version", "ceiling", "load_average_start"):
+        assert key in meta
+    for r in data["rows"]:
+        assert r["gmacs_per_clip"] > 0 and r["params"] > 0 and r["fraction_of_ceiling"] > 0
+        if r["setting"] != "fp32":
+            assert r["top1_agreement_vs_fp32"] >= 0.5
+    assert "clips/s" in capsys.readouterr().out
+
+
+def test_bench_quick_train_writes_csv_json(tmp_path):
+    assert benchmark.main(["--quick", "--train", "--no-ceiling", "--out-dir", str(tmp_path),
+                           "--train-settings", "fp32", "bf16-mixed_cl", "fp32_ckpt"]) == 0
+    rows, data = _read(tmp_path, "train")
+    assert [r["setting"] for r in rows] == ["fp32", "bf16-mixed_cl", "fp32_ckpt"]
+    assert all(float(r["clips_per_s"]) > 0 and r["peak_mem_mb_per_clip"] != "" for r in rows)
+
+
+def test_activation_checkpointing_same_gradients():
+    from p3d_lightning.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("p3d_tiny", num_classes=3, dropout=0.0).train()
+    ck = create_model("p3d_tiny", num_classes=3, dropout=0.0).train()
+    ck.load_state_dict(net.state_dict())
+    assert benchmark.enable_activation_checkpointing(ck) == 4
+    x = torch.randn(2, 3, 16, 32, 32)
+    net(x).sum().backward()
+    ck(x).sum().backward()
+    g1 = net.fc.weight.grad
+    g2 = ck.fc.weight.grad
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(net.conv1.weight.grad, ck.conv1.weight.grad, rtol=1e-3, atol=1e-5)
+
+
+def test_bench_quick_data_writes_csv_json(tmp_path):
+    pytest.importorskip("p3d_lightning.data")
+    from p3d_lightning import data
+
+    if not hasattr(data, "VideoDataModule"):
+        pytest.skip("VideoDataModule not available yet")
+    assert benchmark.main(["--quick", "--data", "--out-dir", str(tmp_path),
+                           "--target-clips-per-s", "20"]) == 0
+    rows, data_json = _read(tmp_path, "data")
+    assert rows and float(rows[0]["clips_per_s"]) > 0
+    assert "workers_needed" in data_json["meta"]
