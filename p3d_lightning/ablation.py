@@ -462,7 +462,8 @@ def run_ablation(
         kwargs.pop("logger", None)
         kwargs.pop("callbacks", None)
         kwargs.pop("default_root_dir", None)
-        kwargs.setdefault("enable_progress_bar", progress)
+        if not progress:
+            kwargs["enable_progress_bar"] = False
         trainer = pl.Trainer(
             **kwargs,
             default_root_dir=str(run_dir),
