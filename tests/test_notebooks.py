@@ -87,7 +87,11 @@ def tiny_results(tmp_path_factory, tiny_synthetic_root):
         predictions, features = {}, {}
         for name in MODELS:
             ckpt = base / "ablation" / "runs" / name / "checkpoints" / "last.ckpt"
-            predictions[name] = reports.clip_predictions_from_checkpoint(ckpt, configs[name], base / "predictions" / f"{name}.pt")
+            predictions[name] = base / "predictions" / f"{name}.pt"
+            # the documented command: python -m p3d_lightning.reports clip-predictions ...
+            assert reports.main(
+                ["clip-predictions", "--config", str(configs[name]), "--ckpt", str(ckpt), "--out", str(predictions[name])]
+            ) == 0
             p3d_main(
                 [
                     "predict",
