@@ -142,12 +142,11 @@ class ResumableLoader(DataLoader):
     """A train ``DataLoader`` with ``state_dict``/``load_state_dict``, so Lightning resumes it
     mid-epoch exactly: the batches already trained on in the interrupted epoch are skipped.
 
-    The count excludes the one batch Lightning's fetcher pre-fetches before the checkpoint is
-    written (it has not been trained on yet). Requires a sampler whose order is a function of
-    ``(seed, epoch)`` (e.g. ``EpochSampler``, any ``DistributedSampler``).
+    Lightning does not pre-fetch from a loader with a length, so the batches yielded so far in
+    the epoch are exactly the batches trained on when the checkpoint is written. Requires a
+    sampler whose order is a function of ``(seed, epoch)`` (e.g. ``EpochSampler``, any
+    ``DistributedSampler``) and per-sample randomness independent of the global RNG.
     """
-
-    _PREFETCH = 1  # Lightning's default _PrefetchDataFetcher(prefetch_batches=1)
 
     def __init__(self, loader: DataLoader) -> None:
         sampler = loader.sampler
@@ -177,8 +176,7 @@ class ResumableLoader(DataLoader):
         self._exhausted = True
 
     def state_dict(self) -> Dict[str, Any]:
-        consumed = self._yielded if self._exhausted else max(0, self._yielded - self._PREFETCH)
-        return {"epoch": int(self.sampler.epoch), "consumed_batches": int(consumed), "batch_size": self.batch_size}
+        return {"epoch": int(self.sampler.epoch), "consumed_batches": int(self._yielded), "batch_size": self.batch_size}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if int(state.get("batch_size", self.batch_size)) != self.batch_size:

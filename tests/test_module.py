@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 
 from p3d_lightning.module import P3DClassifier, StepLR, bf16_supported, default_precision
-from training_utils import quiet_warnings, tiny_datamodule, tiny_trainer
+from training_utils import fixed_clips_loader, loss_curve, quiet_warnings, tiny_datamodule, tiny_trainer
 
 quiet_warnings()
 
@@ -26,19 +26,10 @@ def test_fast_dev_run_each_table1_variant(arch, tiny_synthetic_root, tmp_path):
 
 def test_overfit_a_few_clips_drives_loss_down(tiny_synthetic_root, tmp_path):
     pl.seed_everything(0)
-    dm = tiny_datamodule(str(tiny_synthetic_root), batch_size=4)
     model = P3DClassifier("p3d_tiny", num_classes=4, dropout=0.0, lr=0.01, partial_bn=False, lr_schedule="constant")
-    losses = []
-
-    class Rec(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            losses.append(float(outputs["loss"]))
-
-    trainer = tiny_trainer(tmp_path, max_steps=20, limit_train_batches=1, limit_val_batches=0, callbacks=[Rec()])
-    trainer.fit(model, datamodule=dm)
-    assert len(losses) == 20
-    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-    assert last < 0.5 * first, (first, last)
+    losses = loss_curve(model, fixed_clips_loader(str(tiny_synthetic_root)), tmp_path, steps=12)
+    assert len(losses) == 12
+    assert losses[-1] < 0.1 * losses[0], losses
 
 
 def test_partial_bn_freezes_all_but_first_bn(tiny_synthetic_root):
@@ -149,22 +140,31 @@ def test_default_precision_follows_hardware():
 
 def test_bf16_training_matches_fp32_within_noise(tiny_synthetic_root, tmp_path):
     """The training fast path (bf16-mixed + channels_last_3d) follows the fp32 loss curve."""
+    loader = fixed_clips_loader(str(tiny_synthetic_root))
     curves = {}
     for precision in ("32-true", "bf16-mixed"):
         pl.seed_everything(0)
-        model = P3DClassifier("p3d_tiny", num_classes=4, dropout=0.0, lr=0.05, partial_bn=False,
+        model = P3DClassifier("p3d_tiny", num_classes=4, dropout=0.0, lr=0.01, partial_bn=False,
                               lr_schedule="constant", channels_last=True)
-        losses = []
-
-        class Rec(pl.Callback):
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                losses.append(float(outputs["loss"]))
-
-        trainer = tiny_trainer(tmp_path, max_steps=8, limit_val_batches=0, precision=precision, callbacks=[Rec()])
-        trainer.fit(model, datamodule=tiny_datamodule(str(tiny_synthetic_root), batch_size=4))
-        curves[precision] = torch.tensor(losses)
+        curves[precision] = torch.tensor(loss_curve(model, loader, tmp_path, steps=12, precision=precision))
     fp32, bf16 = curves["32-true"], curves["bf16-mixed"]
-    assert len(fp32) == len(bf16) == 8
-    # same data and init: per-step losses agree to bf16 noise, and the curve goes the same way
-    assert (fp32 - bf16).abs().max() < 0.15 * fp32.abs().max(), (fp32, bf16)
-    assert abs(fp32[-4:].mean() - bf16[-4:].mean()) < 0.1 * fp32[:4].mean()
+    assert torch.isfinite(bf16).all()
+    # same init and data: the first loss differs by bf16 rounding only
+    assert abs(fp32[0] - bf16[0]) < 0.05 * fp32[0], (fp32, bf16)
+    # both converge, and the curves enclose about the same area (trajectories drift apart step by
+    # step, as two fp32 runs with different summation order would)
+    assert fp32[-1] < 0.1 * fp32[0] and bf16[-1] < 0.1 * bf16[0], (fp32, bf16)
+    assert abs(fp32.mean() - bf16.mean()) < 0.25 * fp32.mean(), (fp32, bf16)
+
+
+def test_bf16_temporal_conv_gradients_are_finite():
+    """Regression: oneDNN bf16 weight grads of a 3x1x1 conv at T=2 (res4 of 16-frame P3D) were NaN."""
+    torch.manual_seed(0)
+    model = P3DClassifier("p3d", num_classes=4, width_mult=0.125, partial_bn=False)
+    for _ in range(2):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(torch.randn(2, 3, 16, 64, 64))
+        out.float().sum().backward()
+        bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        assert not bad, bad

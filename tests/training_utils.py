@@ -55,3 +55,26 @@ def quiet_warnings() -> None:
                 ".*GPU available but not used.*", ".*sync_dist.*"):
         warnings.filterwarnings("ignore", message=msg)
     os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+def fixed_clips_loader(root: str, n: int = 4):
+    """A loader yielding the same ``n`` evaluation clips (one per video) every epoch."""
+    from torch.utils.data import DataLoader
+
+    dm = tiny_datamodule(root, num_eval_clips=1)
+    dm.setup("fit")
+    samples = [dm.val_dataset[i] for i in range(n)]
+    return DataLoader(samples, batch_size=n, shuffle=False)
+
+
+def loss_curve(model, loader, tmp: Path, steps: int, precision: str = "32-true") -> list:
+    """Train ``model`` for ``steps`` steps on ``loader``; return the per-step training losses."""
+    losses: list = []
+
+    class _Rec(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    trainer = tiny_trainer(tmp, max_steps=steps, limit_val_batches=0, precision=precision, callbacks=[_Rec()])
+    trainer.fit(model, train_dataloaders=loader)
+    return losses
