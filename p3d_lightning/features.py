@@ -77,8 +77,11 @@ def load_features(path: str) -> Dict[str, Any]:
     """Read a file written by :class:`FeatureWriter` (``.pt`` or ``.npz``) as a dict of tensors."""
     if str(path).endswith(".npz"):
         with np.load(path, allow_pickle=False) as data:
-            out: Dict[str, Any] = {k: torch.from_numpy(data[k]) for k in data.files if k != "video_ids"}
-            out["video_ids"] = [str(s) for s in data["video_ids"]]
+            text = ("video_ids", "classes")
+            out: Dict[str, Any] = {k: torch.from_numpy(data[k]) for k in data.files if k not in text}
+            for k in text:
+                if k in data.files:
+                    out[k] = [str(s) for s in data[k]]
         return out
     return torch.load(path, map_location="cpu", weights_only=False)
 

@@ -1,0 +1,58 @@
+"""predict -> per-video averaged pool5 features and scores, with ids and a manifest."""
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from p3d_lightning.features import FeatureWriter, aggregate_video_features, load_features
+from p3d_lightning.module import P3DClassifier
+from training_utils import quiet_warnings, tiny_datamodule
+
+quiet_warnings()
+
+
+def test_aggregate_averages_and_dedups():
+    feat = torch.tensor([[1.0, 0], [3.0, 0], [5.0, 5], [1.0, 0]])  # last row: padding repeat of row 0
+    probs = torch.tensor([[1.0, 0], [0.0, 1], [0.5, 0.5], [1.0, 0]])
+    out = aggregate_video_features({
+        "feature": feat, "probs": probs, "video_idx": torch.tensor([2, 2, 0, 2]),
+        "clip_idx": torch.tensor([0, 1, 0, 0]), "label": torch.tensor([1, 1, 0, 1]),
+    })
+    assert out["video_idx"].tolist() == [0, 2]
+    assert out["num_clips"].tolist() == [1, 2]
+    torch.testing.assert_close(out["features"], torch.tensor([[5.0, 5], [2.0, 0]]))
+    torch.testing.assert_close(out["scores"], torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
+    assert out["labels"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("fmt", ["pt", "npz"])
+def test_predict_writes_features_ids_and_manifest(fmt, tiny_synthetic_root, tmp_path):
+    dm = tiny_datamodule(str(tiny_synthetic_root), num_eval_clips=3)
+    model = P3DClassifier("p3d_tiny", num_classes=4, inference_fast_path=fmt == "npz")
+    writer = FeatureWriter(output_dir=str(tmp_path / "feats"), filename="ucf", format=fmt)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[writer])
+    trainer.predict(model, datamodule=dm, return_predictions=False)
+
+    data = load_features(str(tmp_path / "feats" / f"ucf.{fmt}"))
+    videos = dm.predict_dataset.videos
+    assert data["video_ids"] == [v.video_id for v in videos]
+    assert data["features"].shape == (len(videos), model.model.num_features)
+    assert data["scores"].shape == (len(videos), 4)
+    torch.testing.assert_close(data["scores"].sum(1), torch.ones(len(videos)))
+    assert data["num_clips"].tolist() == [3] * len(videos)
+    assert data["labels"].tolist() == [v.label for v in videos]
+
+    # the stored feature is the mean over the video's clips of forward_features
+    model.eval()
+    clips = torch.stack([dm.predict_dataset[i]["clip"] for i in range(3)])  # video 0, clips 0..2
+    with torch.no_grad():
+        expected = model.model.forward_features(clips).mean(0)
+    tol = dict(rtol=0.05, atol=0.05) if fmt == "npz" else dict(rtol=1e-4, atol=1e-5)  # npz run: bf16 fast path
+    torch.testing.assert_close(data["features"][0], expected, **tol)
+
+    manifest = json.loads((tmp_path / "feats" / "ucf.manifest.json").read_text())
+    assert manifest["file"] == f"ucf.{fmt}" and manifest["num_videos"] == len(videos)
+    assert manifest["feature_dim"] == model.model.num_features and manifest["model"]["arch"] == "p3d_tiny"
+    assert manifest["classes"] == dm.classes
