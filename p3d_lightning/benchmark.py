@@ -526,7 +526,7 @@ def measure_training_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16,
 # --------------------------------------------------------------------------------------
 def measure_data_pipeline(root: str | os.PathLike, *, num_workers: int = 0, batch_size: int = 8,
                           num_batches: int = 10, clip_len: int = 16, crop_size: int = 160,
-                          dataset: str = "synthetic", num_classes: int = 4,
+                          dataset: str = "synthetic", num_classes: Optional[int] = None,
                           stage: str = "train", warmup_batches: int = 1,
                           **datamodule_kwargs: Any) -> Dict[str, Any]:
     """Clips/s of the whole input pipeline (decode + sample + transform + collate).
@@ -537,6 +537,11 @@ def measure_data_pipeline(root: str | os.PathLike, *, num_workers: int = 0, batc
     """
     from p3d_lightning.data import VideoDataModule
 
+    if num_classes is None:
+        if dataset != "synthetic":
+            raise ValueError(f"measure_data_pipeline: num_classes is required for dataset={dataset!r}")
+        num_classes = 2 * int(datamodule_kwargs.get("synthetic_num_pairs", 4))
+    datamodule_kwargs.setdefault("progress", False)
     kwargs = dict(dataset=dataset, root=str(root), num_classes=num_classes, clip_len=clip_len,
                   crop_size=crop_size, batch_size=batch_size, num_workers=num_workers)
     kwargs.update(datamodule_kwargs)
@@ -819,6 +824,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", default="synthetic")
     g.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     g.add_argument("--data-batches", type=int, default=10)
+    g.add_argument("--synthetic-size", type=lambda t: tuple(int(v) for v in t.split("x")),
+                   default=(240, 320), help="HxW of generated synthetic videos (default 240x320, "
+                                            "the UCF101 frame size)")
+    g.add_argument("--synthetic-videos-per-class", type=int, default=8)
     g.add_argument("--target-clips-per-s", type=float, nargs="*", default=None,
                    help="model rates to feed (default: the training rates of the last --train "
                         "run's JSON in --out-dir if present)")
@@ -963,12 +972,22 @@ def _run_train(args: argparse.Namespace, device: torch.device) -> List[Dict[str,
 def _run_data(args: argparse.Namespace, out_dir: Path) -> List[Dict[str, Any]]:
     root = Path(args.data_root) if args.data_root else out_dir / "synthetic_data"
     shape = args.clip_shape or (3, 16, 160, 160)
+    extra: Dict[str, Any] = {}
+    num_classes: Optional[int] = args.num_classes
+    if args.dataset == "synthetic":
+        num_classes = None
+        extra = dict(synthetic_size=tuple(args.synthetic_size),
+                     synthetic_videos_per_class=args.synthetic_videos_per_class)
+        if args.quick:
+            extra.update(synthetic_num_pairs=1, synthetic_videos_per_class=8,
+                         synthetic_size=(48, 64), synthetic_num_frames=20,
+                         resize=(40, 48))
     rows = []
     for w in args.workers:
         res = measure_data_pipeline(root, num_workers=w, batch_size=args.batch_sizes[0],
                                     num_batches=args.data_batches, clip_len=shape[1],
                                     crop_size=shape[2], dataset=args.dataset,
-                                    num_classes=args.num_classes if args.dataset != "synthetic" else None)
+                                    num_classes=num_classes, **extra)
         res["clips_per_s_per_worker"] = res["clips_per_s"] / max(w, 1)
         print(f"[p3d-bench]   data workers={w}: {res['clips_per_s']:.1f} clips/s", flush=True)
         rows.append(res)

@@ -264,7 +264,8 @@ class InferenceModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """fp32 clip(s) ``(N, C, T, H, W)`` -> fp32 logits."""
-        fn = self.__dict__["_compiled"] or self.net
+        compiled = self.__dict__["_compiled"]
+        fn = compiled if compiled is not None else self.net
         return self._run(fn, self._prep(x))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
