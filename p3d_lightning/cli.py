@@ -242,6 +242,8 @@ def instantiate_from_config(
         cli = P3DLightningCLI(args=cfg, run=False, save_config_callback=None)
     except SystemExit as err:  # jsonargparse reports the problem on stderr, then exits
         raise ValueError(f"{source}: invalid experiment config (see the error above)") from err
+    except (ValueError, TypeError) as err:  # raised by a constructor: name the file
+        raise ValueError(f"{source}: {err}") from err
     trainer_kwargs = dict(cli.config_init.get("trainer", {}))
     trainer_kwargs["seed_everything"] = cli.config.get("seed_everything")
     return cli.model, make_resumable(cli.datamodule), trainer_kwargs
