@@ -145,6 +145,8 @@ class P3DClassifier(pl.LightningModule):
         dropout: dropout before the classifier (``None``: the architecture's default, 0.9 for
             the Table 1 networks as in the paper's UCF101 ablation).
         in_channels: input channels (3 RGB, 2 optical flow).
+        zero_init_residual: start every residual unit as the identity (last BN gamma = 0);
+            for training from scratch (the synthetic configs), not in the paper.
         pretrained: path to initial weights, loaded in :meth:`setup` unless the trainer
             resumes from a checkpoint (so ``load_from_checkpoint`` never reads this file).
         pretrained_format: ``imagenet`` (a 2D ResNet-50 state dict, inflated to 3D),
@@ -173,6 +175,7 @@ class P3DClassifier(pl.LightningModule):
         width_mult: Optional[float] = None,
         dropout: Optional[float] = None,
         in_channels: int = 3,
+        zero_init_residual: bool = False,
         pretrained: Optional[str] = None,
         pretrained_format: Literal["imagenet", "qijiezhao", "lightning"] = "imagenet",
         temporal_init: Literal["identity", "gaussian"] = "identity",
@@ -197,7 +200,11 @@ class P3DClassifier(pl.LightningModule):
         self.save_hyperparameters()
         from p3d_lightning.models import create_model
 
-        overrides: Dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels}
+        overrides: Dict[str, Any] = {
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "zero_init_residual": zero_init_residual,
+        }
         if width_mult is not None:
             overrides["width_mult"] = width_mult
         if dropout is not None:

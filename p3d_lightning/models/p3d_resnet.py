@@ -23,7 +23,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from .units import UNIT_KINDS, make_unit
+from .units import UNIT_KINDS, Bottleneck, make_unit
 
 __all__ = ["P3DResNet", "block_kinds", "format_block_kinds", "scaled_width", "check_clip"]
 
@@ -138,6 +138,7 @@ class P3DResNet(nn.Module):
         in_channels: int = 3,
         num_classes: int = 101,
         dropout: float = 0.5,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         if not (len(depths) == len(stages_2d) == len(temporal_pool) == len(widths)):
@@ -177,6 +178,7 @@ class P3DResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
         self.min_clip_len = self._min_clip_len()
+        self.zero_init_residual = zero_init_residual
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -186,6 +188,12 @@ class P3DResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if self.zero_init_residual:
+            # Each residual unit starts as the identity (Goyal et al., 2017): stable training
+            # from scratch at higher learning rates. Not in the paper, which starts from ImageNet.
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn4.weight)
 
     def output_clip_len(self, clip_len: int) -> int:
         """Temporal length entering the last stage for an input of ``clip_len`` frames (0 = too short)."""
