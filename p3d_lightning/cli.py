@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import yaml
@@ -239,7 +240,9 @@ def instantiate_from_config(
         raise ValueError(f"{source}: expected a YAML mapping with model/data/trainer sections")
     cfg = _flatten_class_sections(raw)
     try:
-        cli = P3DLightningCLI(args=cfg, run=False, save_config_callback=None)
+        with warnings.catch_warnings():  # args given in Python while sys.argv holds the caller's own
+            warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+            cli = P3DLightningCLI(args=cfg, run=False, save_config_callback=None)
     except SystemExit as err:  # jsonargparse reports the problem on stderr, then exits
         raise ValueError(f"{source}: invalid experiment config (see the error above)") from err
     except (ValueError, TypeError) as err:  # raised by a constructor: name the file
