@@ -95,34 +95,6 @@ class StepLR:
         return 1.0
 
 
-class SafeTemporalConv3d(nn.Conv3d):
-    """``nn.Conv3d`` that runs in fp32 under CPU bf16 autocast when the clip is shorter than the
-    temporal kernel (e.g. a 3x1x1 conv at T=2, res4 of a 16-frame P3D).
-
-    Works around a oneDNN bug in torch 2.13 CPU: the bf16 weight gradient of such a conv
-    sometimes comes back NaN (uninitialised memory; reproduced with a bare ``F.conv3d``).
-    Swapped in by class (``module.__class__``), so parameters and state-dict keys are unchanged.
-    The affected layers are tiny (T <= 2), so the fp32 detour costs almost nothing.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-                and x.shape[2] < self.kernel_size[0]):
-            with torch.autocast("cpu", enabled=False):
-                return super().forward(x.float())
-        return super().forward(x)
-
-
-def _protect_temporal_convs(model: nn.Module) -> int:
-    """Swap every Conv3d with a temporal kernel > 1 to :class:`SafeTemporalConv3d` in place."""
-    n = 0
-    for m in model.modules():
-        if type(m) is nn.Conv3d and m.kernel_size[0] > 1:
-            m.__class__ = SafeTemporalConv3d
-            n += 1
-    return n
-
-
 def _check_batch(batch: Any, stage: str) -> Dict[str, Tensor]:
     if not isinstance(batch, dict) or any(k not in batch for k in BATCH_KEYS[:2]):
         got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
@@ -210,7 +182,7 @@ class P3DClassifier(pl.LightningModule):
         if dropout is not None:
             overrides["dropout"] = dropout
         self.model = create_model(arch, **overrides)
-        _protect_temporal_convs(self.model)  # bf16 CPU training fix, see SafeTemporalConv3d
+        # (CPU bf16 training: the T convs protect themselves, see models/units.py.)
         if channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
         self._bn_layers = [m for m in self.model.modules() if isinstance(m, _BN_TYPES)]
