@@ -64,7 +64,8 @@ class VideoDataModule(pl.LightningDataModule):
         num_workers, persistent_workers: DataLoader workers.
         normalization: "imagenet" (mean/std) or "caffe" (BGR 0-255 minus mean; P3D-199 weights).
         strict: raise on the first bad video (naming it) instead of skipping it.
-        quarantine_file: ``p3d-prescan`` output; listed videos are skipped.
+        quarantine_file: ``p3d-prescan`` output; listed videos are skipped. Default: use
+            ``<root>/p3d_quarantine.txt`` if it exists.
         seed: seed of clip sampling and augmentation (per sample from ``(seed, epoch, index)``).
         annotation_dir: where split files / CSVs live if not in the default places.
         short_video_policy: "repeat_last" or "loop" for videos shorter than a clip.
@@ -150,6 +151,14 @@ class VideoDataModule(pl.LightningDataModule):
         return default_cache_path(root)
 
     @property
+    def quarantine_path(self) -> Optional[str]:
+        """``quarantine_file``, or ``<root>/p3d_quarantine.txt`` (``p3d-prescan``'s default) if present."""
+        if self.quarantine_file:
+            return self.quarantine_file
+        auto = os.path.join(self.root, "p3d_quarantine.txt")
+        return auto if os.path.isfile(auto) else None
+
+    @property
     def failure_log(self) -> str:
         """File where workers append videos that failed to decode after indexing."""
         return os.path.join(os.path.dirname(self.index_path), ".p3d_decode_failures.txt")
@@ -184,7 +193,7 @@ class VideoDataModule(pl.LightningDataModule):
                              f"set num_classes={len(ann.classes)}")
         self.classes = ann.classes
         index = self._index(ann, progress=False)
-        quarantine = read_quarantine(self.quarantine_file, self.root) if self.quarantine_file else []
+        quarantine = read_quarantine(self.quarantine_path, self.root) if self.quarantine_path else []
         common = dict(classes=ann.classes, clip_len=self.clip_len, frame_stride=self.frame_stride,
                       resize=self.resize, seed=self.seed, strict=self.strict, index=index,
                       quarantine=quarantine, short_policy=self.short_video_policy, failure_log=self.failure_log)
