@@ -101,6 +101,7 @@ class VideoDataModule(pl.LightningDataModule):
         cache_dir: Optional[str] = None,
         synthetic_num_pairs: int = 4,
         synthetic_videos_per_class: int = 48,
+        synthetic_clips_per_group: int = 4,
         synthetic_size: Tuple[int, int] = (120, 160),
         synthetic_num_frames: int = 50,
         synthetic_fps: int = 25,
@@ -131,6 +132,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.quarantine_file, self.seed = quarantine_file, seed
         self.annotation_dir, self.short_video_policy, self.cache_dir = annotation_dir, short_video_policy, cache_dir
         self.synthetic_kwargs = dict(num_pairs=synthetic_num_pairs, videos_per_class=synthetic_videos_per_class,
+                                     clips_per_group=synthetic_clips_per_group,
                                      size=tuple(synthetic_size), num_frames=synthetic_num_frames,
                                      fps=synthetic_fps, seed=synthetic_seed)
         self.progress = progress

@@ -1,0 +1,111 @@
+"""VideoDataModule: synthetic generation in prepare_data, batches from every loader (with
+workers), num_classes check, missing paths, quarantine, and per-epoch clips under a Trainer."""
+import os
+import warnings
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from p3d_lightning.data.datamodule import VideoDataModule
+from p3d_lightning.data.dataset import EpochSampler
+
+
+def _dm(root, **kw):
+    args = dict(dataset="synthetic", root=str(root), num_classes=4, clip_len=4, frame_stride=2, resize=(40, 52),
+                crop_size=32, num_eval_clips=3, batch_size=4, eval_batch_size=6, num_workers=0, seed=1,
+                synthetic_num_pairs=2, synthetic_videos_per_class=4, synthetic_clips_per_group=2,
+                synthetic_size=(48, 64),
+                synthetic_num_frames=16, progress=False)
+    args.update(kw)
+    return VideoDataModule(**args)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dm") / "synthetic"
+    dm = _dm(root)
+    assert not root.exists()  # no disk access in __init__
+    dm.prepare_data()
+    assert (root / "classInd.txt").is_file() and (root / ".p3d_index.json").is_file()
+    return root
+
+
+def test_batches_from_every_loader(root):
+    dm = _dm(root, num_workers=2, persistent_workers=True)
+    dm.setup("fit")
+    assert dm.classes == ["MoveRight", "MoveLeft", "RotateClockwise", "RotateAnticlockwise"]
+    assert dm.horizontal_flip is False  # synthetic default: flipping would swap direction classes
+    assert dm.num_skipped == 0
+    loaders = {"train": dm.train_dataloader(), "val": dm.val_dataloader()}
+    assert isinstance(loaders["train"].sampler, EpochSampler)
+    dm.num_workers = 0  # the remaining loaders in-process (keeps the test fast)
+    loaders.update(test=dm.test_dataloader(), predict=dm.predict_dataloader())
+    for name, loader in loaders.items():
+        batch = next(iter(loader))
+        n = 4 if name == "train" else 6
+        assert batch["clip"].shape == (n, 3, 4, 32, 32) and batch["clip"].dtype == torch.float32, name
+        for key in ("label", "video_idx", "clip_idx"):
+            assert batch[key].shape == (n,) and batch[key].dtype == torch.long, (name, key)
+        if name != "train":
+            assert batch["clip_idx"].tolist() == [0, 1, 2, 0, 1, 2]
+            assert batch["video_idx"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(dm.val_dataset) == 3 * 8 and len(dm.train_dataset) == 8
+
+
+def test_num_classes_checked(root):
+    with pytest.raises(ValueError, match=r"num_classes=5 .*classInd.txt.* 4 classes"):
+        _dm(root, num_classes=5).setup()
+
+
+def test_missing_paths_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        VideoDataModule(dataset="ucf101", root=str(tmp_path / "nowhere"), num_classes=101).setup()
+    (tmp_path / "ucf").mkdir()
+    with pytest.raises(FileNotFoundError, match="classInd.txt"):
+        VideoDataModule(dataset="ucf101", root=str(tmp_path / "ucf"), num_classes=101).setup()
+    (tmp_path / "folder" / "cls").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="q.txt"):
+        VideoDataModule(dataset="folder", root=str(tmp_path / "folder"), num_classes=1,
+                        quarantine_file=str(tmp_path / "q.txt")).setup()
+
+
+def test_flip_warning_and_validation(root):
+    with pytest.warns(UserWarning, match="horizontal_flip"):
+        assert _dm(root, horizontal_flip=True).horizontal_flip is True
+    assert VideoDataModule(dataset="ucf101", root="x", num_classes=101).horizontal_flip is True
+    with pytest.raises(ValueError, match="normalization"):
+        _dm(root, normalization="bgr")
+
+
+def test_quarantine_file_honoured(root, tmp_path):
+    q = tmp_path / "q.txt"
+    q.write_text("# comment\nMoveLeft/v_MoveLeft_g01_c01.avi\tbad\n")
+    dm = _dm(root, quarantine_file=str(q))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        dm.setup()
+    assert dm.num_skipped == 1 and dm.skipped[0][0].endswith("v_MoveLeft_g01_c01.avi")
+
+
+class _Tiny(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 4)
+        self.seen = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append(self.trainer.datamodule.train_dataset.epoch)
+        return torch.nn.functional.cross_entropy(self.fc(batch["clip"].mean((2, 3, 4))), batch["label"])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_trainer_sets_epoch(root):
+    dm, model = _dm(root), _Tiny()
+    trainer = pl.Trainer(max_epochs=3, limit_train_batches=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         limit_val_batches=0, accelerator="cpu")
+    trainer.fit(model, datamodule=dm)
+    assert model.seen == [0, 1, 2]

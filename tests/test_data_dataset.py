@@ -1,0 +1,116 @@
+"""VideoClipDataset: sample layout, seeding per (seed, epoch, index), and every bad-input case."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from p3d_lightning.data.annotations import VideoRecord, parse_ucf101
+from p3d_lightning.data.dataset import BadVideoWarning, EpochSampler, VideoClipDataset
+from p3d_lightning.data.decode import DecodeError, read_all_frames
+from p3d_lightning.data.synthetic import generate_synthetic_dataset
+from p3d_lightning.data.transforms import ClipTransform
+
+
+@pytest.fixture(scope="module")
+def ann(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("ds") / "synthetic")
+    generate_synthetic_dataset(root, num_pairs=1, videos_per_class=4, clips_per_group=2, size=(48, 64),
+                               num_frames=20, num_workers=1, progress=False)
+    return parse_ucf101(root, 1)
+
+
+def _ds(ann, records=None, **kw):
+    kw.setdefault("train", False)
+    kw.setdefault("transform", ClipTransform(kw["train"], 32, horizontal_flip=False))
+    return VideoClipDataset(records if records is not None else ann.test, ann.classes, clip_len=8, **kw)
+
+
+def test_eval_samples(ann):
+    ds = _ds(ann, num_clips=3)
+    assert len(ds) == 3 * len(ann.test) and ds.num_skipped == 0
+    s = ds[4]
+    assert s["clip"].shape == (3, 8, 32, 32) and s["clip"].dtype == torch.float32
+    assert (s["video_idx"], s["clip_idx"], s["label"]) == (1, 1, ann.test[1].label)
+    assert ds.frame_indices(3) == list(range(0, 8)) and ds.frame_indices(5) == list(range(12, 20))
+    # the clip is the right frames of the video, centre-cropped
+    full = read_all_frames(ann.test[1].path)[ds.frame_indices(4)]
+    ref = ClipTransform(False, 32, False)(full)
+    assert torch.equal(s["clip"], ref)
+
+
+def test_train_seeding(ann):
+    a = _ds(ann, ann.train, train=True, seed=7, num_clips=5)
+    b = _ds(ann, ann.train, train=True, seed=7)
+    assert len(a) == len(ann.train)  # one clip per video per epoch
+    assert a[1]["clip_idx"] == 0
+    assert all(torch.equal(a[i]["clip"], b[i]["clip"]) for i in range(len(a)))  # same (seed, epoch, index)
+    epoch0 = [a.frame_indices(i)[0] for i in range(len(a))]
+    starts = set()
+    for e in range(8):
+        a.set_epoch(e)
+        starts.add(tuple(a.frame_indices(i)[0] for i in range(len(a))))
+    assert len(starts) > 1  # new clips every epoch
+    a.set_epoch(0)
+    assert [a.frame_indices(i)[0] for i in range(len(a))] == epoch0  # resume-safe
+    sampler = EpochSampler(a, seed=0)
+    sampler.set_epoch(3)
+    assert a.epoch == 3 and sorted(sampler) == list(range(len(a)))
+
+
+def _bad_files(tmp_path, good):
+    data = open(good, "rb").read()
+    (tmp_path / "empty.avi").write_bytes(b"")
+    (tmp_path / "trunc.avi").write_bytes(data[: len(data) // 2])
+    (tmp_path / "corrupt.avi").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    (tmp_path / "notes.avi").write_text("not a video")
+    names = ["absent.avi", "empty.avi", "trunc.avi", "corrupt.avi", "notes.avi"]
+    return [VideoRecord(n, str(tmp_path / n), 0) for n in names]
+
+
+def test_bad_videos_skipped_with_one_warning_each(ann, tmp_path):
+    bad = _bad_files(tmp_path, ann.test[0].path)
+    with pytest.warns(BadVideoWarning) as rec:
+        ds = _ds(ann, list(ann.test) + bad, num_clips=1)
+    assert ds.num_skipped == 5 and len(ds.videos) == len(ann.test)
+    assert sorted(os.path.basename(p) for p, _ in ds.skipped) == sorted(r.video_id for r in bad)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, BadVideoWarning)]
+    assert len(msgs) == 5 and all(any(r.path in m for m in msgs) for r in bad)
+    assert ds[len(ds) - 1]["clip"].shape == (3, 8, 32, 32)
+
+
+@pytest.mark.parametrize("name", ["absent.avi", "empty.avi", "trunc.avi", "corrupt.avi", "notes.avi"])
+def test_strict_mode_names_the_file(ann, tmp_path, name):
+    bad = [r for r in _bad_files(tmp_path, ann.test[0].path) if r.video_id == name]
+    with pytest.raises(DecodeError, match=name):
+        _ds(ann, list(ann.test) + bad, strict=True)
+
+
+def test_quarantine(ann):
+    with pytest.warns(BadVideoWarning, match="quarantined"):
+        ds = _ds(ann, quarantine=[ann.test[0].path])
+    assert ds.skipped == [(ann.test[0].path, "quarantined")]
+
+
+def test_decode_failure_in_getitem_substitutes(ann, tmp_path):
+    import shutil
+
+    recs = []
+    for r in ann.test[:3]:
+        dst = tmp_path / os.path.basename(r.path)
+        shutil.copy(r.path, dst)
+        recs.append(VideoRecord(r.video_id, str(dst), r.label))
+    log = tmp_path / "failures.txt"
+    ds = _ds(ann, recs, num_clips=2, failure_log=str(log))
+    strict = _ds(ann, recs, num_clips=2, strict=True)
+    open(recs[1].path, "wb").close()  # breaks after indexing, as a disk error would
+    with pytest.warns(BadVideoWarning, match="failed to decode"):
+        s = ds[3]  # video 1, clip 1 -> substitute: video 2, clip 1
+    assert (s["video_idx"], s["clip_idx"], s["label"]) == (2, 1, recs[2].label)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per file
+        ds[2]
+    assert recs[1].path in ds.runtime_failures and recs[1].path in log.read_text()
+    with pytest.raises(DecodeError, match=os.path.basename(recs[1].path)):
+        strict[2]
