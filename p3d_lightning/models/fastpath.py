@@ -356,7 +356,9 @@ def compare_outputs(reference: nn.Module, candidate: nn.Module,
     ``clips`` is a tensor ``(N, C, T, H, W)`` or an iterable of batches. Returns
     ``top1_agreement`` (fraction of clips with the same argmax), ``max_abs_diff``,
     ``max_rel_diff`` (max |diff| divided by max |reference logit|), ``num_clips`` and
-    ``within_bf16_tol`` (every logit within ``BF16_LOGIT_RTOL * max|ref| + BF16_LOGIT_ATOL``).
+    ``within_bf16_tol`` (every logit within ``BF16_LOGIT_RTOL * max|ref| + BF16_LOGIT_ATOL``)
+    and ``num_nonfinite`` (clips whose candidate logits contain inf/NaN, e.g. fp16 overflow;
+    ``max_abs_diff`` is then inf).
     The reference is put in eval mode (restored afterwards).
     """
     was_training = reference.training
@@ -365,16 +367,18 @@ def compare_outputs(reference: nn.Module, candidate: nn.Module,
         batches = clips.split(batch_size)
     else:
         batches = clips
-    agree = total = 0
+    agree = total = nonfinite = 0
     max_abs = 0.0
     max_ref = 0.0
     try:
         for x in batches:
             ref = reference(x).float()
             out = candidate(x).float()
+            nonfinite += int((~torch.isfinite(out)).any(1).sum())
             agree += int((ref.argmax(1) == out.argmax(1)).sum())
             total += ref.shape[0]
-            max_abs = max(max_abs, float((ref - out).abs().max()))
+            diff = (ref - out).abs().max()
+            max_abs = max(max_abs, float(diff) if torch.isfinite(diff) else float("inf"))
             max_ref = max(max_ref, float(ref.abs().max()))
     finally:
         reference.train(was_training)
@@ -386,6 +390,7 @@ def compare_outputs(reference: nn.Module, candidate: nn.Module,
         "max_abs_diff": max_abs,
         "max_rel_diff": max_abs / max(max_ref, 1e-12),
         "within_bf16_tol": max_abs <= BF16_LOGIT_RTOL * max_ref + BF16_LOGIT_ATOL,
+        "num_nonfinite": nonfinite,
     }
 
 
