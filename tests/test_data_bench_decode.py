@@ -8,5 +8,5 @@ def test_bench_runs_on_tiny_video(tmp_path):
     make_benchmark_video(path, 32, 48, seconds=1.0, fps=25, gop_size=12, bit_rate=100_000)
     assert probe_video(path).num_frames == 25
     res = bench_video(path, num_clips=3, clip_len=8)
-    for key in ("seek", "naive", "naive-lite", "seek+AUTO", "seek+resize"):
+    for key in ("seek", "naive", "naive-lite", "seek+resize"):
         assert res[key] > 0

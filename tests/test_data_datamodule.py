@@ -1,6 +1,5 @@
 """VideoDataModule: synthetic generation in prepare_data, batches from every loader (with
 workers), num_classes check, missing paths, quarantine, and per-epoch clips under a Trainer."""
-import os
 import warnings
 
 import pytest

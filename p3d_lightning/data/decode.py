@@ -192,8 +192,9 @@ def read_frames(
 
     ``seek=False`` decodes from the first frame instead of seeking (the naive approach, kept
     for benchmarks). ``thread_type`` is passed to the codec context ("AUTO", "FRAME",
-    "SLICE"); the default (single-threaded) measured fastest for UCF101-sized clips in one
-    DataLoader worker per core (see docs/data.md).
+    "SLICE"). The default is single-threaded: threading gained nothing for UCF101-sized .avi
+    clips on one core, and "AUTO" (frame threads) hung on an H.264 .mp4 here when decoding
+    stopped early (see docs/data.md).
 
     An index past the last decodable frame repeats the last frame the file has (so a video
     whose index overestimates its length still yields a clip); a file with no decodable frame
