@@ -240,7 +240,7 @@ def measure_inference_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16
 
     Returns a dict: ``setting``, ``clips_per_s`` (median over repeats), ``frames_per_s``
     (clips/s x T), ``batch_time_ms_{median,mean,min,max,std}``, ``batch_times_s`` (raw),
-    ``peak_mem_mb`` (of the timed passes: RSS delta on CPU, max allocated on CUDA),
+    ``peak_mem_mb`` (of one extra untimed pass: RSS delta on CPU, max allocated on CUDA),
     ``minor_faults_per_batch`` (page faults: fresh memory touched per pass; see ``--malloc``),
     ``device``, ``device_name``, ``precision``, ``batch_size``, ``clip_shape``,
     ``torch_threads``, ``torch_version``, ``warmup``, ``repeats``.
@@ -265,16 +265,19 @@ def measure_inference_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16
         for _ in range(warmup):
             model(x)
         _sync(device)
+        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            model(x)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+        # memory: one extra untimed pass (PeakMemory trims the heap, which must not
+        # disturb the timed passes)
         mem = PeakMemory(device) if measure_memory else contextlib.nullcontext()
         with mem:
-            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            for _ in range(repeats):
-                _sync(device)
-                t0 = time.perf_counter()
-                model(x)
-                _sync(device)
-                times.append(time.perf_counter() - t0)
-            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+            model(x)
     out = {"setting": setting_name}
     out.update(_timing_stats(times, batch_size, frames))
     out.update({
@@ -468,7 +471,7 @@ def measure_training_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16,
     scaler for fp16 on CUDA). ``channels_last``: model and input in channels_last_3d. The
     same ``num_batches`` random batches (seeded) are cycled for every setting. Returns the
     timing stats of :func:`measure_inference_speed` plus ``loss_first``/``loss_last``,
-    ``peak_mem_mb`` and ``peak_mem_mb_per_clip`` of the timed steps.
+    ``peak_mem_mb`` and ``peak_mem_mb_per_clip`` of one extra untimed step.
     """
     if precision not in ("fp32", "bf16-mixed", "16-mixed"):
         raise ValueError(f"measure_training_speed: precision must be 'fp32', 'bf16-mixed' or "
@@ -516,13 +519,14 @@ def measure_training_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16,
         step(i)
     _sync(device)
     times: List[float] = []
-    with PeakMemory(device) as mem:
-        for i in range(steps):
-            _sync(device)
-            t0 = time.perf_counter()
-            step(warmup + i)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
+    for i in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        step(warmup + i)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    with PeakMemory(device) as mem:  # one extra untimed step (the heap trim must not be timed)
+        step(warmup + steps)
     frames = clip_shape[1] if len(clip_shape) == 4 else 1
     out = {"setting": setting_name or (precision + ("_cl" if channels_last else ""))}
     out.update(_timing_stats(times, batch_size, frames))
