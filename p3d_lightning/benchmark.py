@@ -933,10 +933,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.target_clips_per_s is None:
             targets = _last_train_rates(out_dir)
         else:
-            targets = [(f"{t:g} clips/s", t) for t in args.target_clips_per_s]
+            targets = [("a model", t) for t in args.target_clips_per_s]
         for label, rate in targets:
             n = workers_needed(rate, rows)
-            print(f"[p3d-bench] to feed {label} at {rate:.1f} clips/s: ~{n} worker(s)", flush=True)
+            note = " (loading in the main process keeps up)" if n == 0 else ""
+            print(f"[p3d-bench] to feed {label} at {rate:.1f} clips/s: ~{n} worker(s){note}; decoding "
+                  f"costs ~{rate / max(r['clips_per_s_per_worker'] for r in rows):.2f} core(s) at that "
+                  f"rate", flush=True)
             meta.setdefault("workers_needed", {})[label] = n
         _write_outputs(out_dir, stem, rows, meta)
         print(f"[p3d-bench] wrote {csv_path} and {json_path}")
