@@ -243,12 +243,19 @@ def write_markdown_table(rows: Sequence[Dict[str, Any]], path: Optional[os.PathL
         )
     if rows:
         first = rows[0]
+        scales = []
+        for row in rows:
+            if row.get("paper_scale_shape"):
+                desc = (f"{row['paper_scale_shape']} ({row.get('paper_scale_precision') or '?'}, "
+                        f"batch {row.get('paper_scale_batch_size') or '?'})")
+                if desc not in scales:
+                    scales.append(desc)
         lines += [
             "",
             f"Ours: speed on {first.get('infer_device', '?')}, {first.get('infer_precision', '?')}, "
             f"batch {first.get('infer_batch_size', '?')}, {first.get('infer_threads', '?')} threads; "
-            f"paper-scale = the full-size architecture at {first.get('paper_scale_shape') or '-'} "
-            f"({first.get('paper_scale_precision') or '-'}, batch {first.get('paper_scale_batch_size') or '-'}). "
+            "paper-scale = the full-size architecture of the row at "
+            f"{' / '.join(scales) if scales else '-'}. "
             "Accuracy is on the dataset of this ablation, not UCF101 unless it says so.",
             f"Paper columns: Table 1 of Qiu et al. (ICCV 2017), UCF101 split 1; {PAPER_SPEED_NOTE}.",
         ]
