@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from p3d_lightning.models import fastpath
+from p3d_lightning.models import create_model, fastpath
 from p3d_lightning.models.fastpath import (compare_outputs, find_conv_bn_pairs, fold_batchnorm,
                                            optimize_for_inference, resolve_dtype)
 
@@ -190,3 +190,15 @@ def test_wrapper_stays_eval_and_rejects_double_wrap(tiny):
     assert not fast.training and not fast.net.training
     with pytest.raises(TypeError, match="already an InferenceModel"):
         optimize_for_inference(fast)
+
+
+def test_compiled_fast_path_matches_plain_fp32():
+    """compile=True (inductor with frozen weights) computes the same logits as the plain model."""
+    torch.manual_seed(0)
+    model = create_model("p3d_tiny", num_classes=5).eval()
+    clips = torch.randn(2, 3, 16, 32, 32)
+    with torch.no_grad():
+        ref = model(clips)
+    fast = optimize_for_inference(model, dtype="fp32", compile=True)
+    out = fast(clips)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

@@ -311,7 +311,8 @@ def optimize_for_inference(model: nn.Module, *, dtype: str | torch.dtype = "auto
         autocast: keep weights in fp32 and run under ``torch.autocast(dtype)`` instead of
             casting the weights (slower than cast weights; offered for comparison).
         device: move the copy to this device (default: where the model's parameters are).
-        compile_mode: passed to ``torch.compile(mode=...)``.
+        compile_mode: passed to ``torch.compile(mode=...)``; without it the model is compiled
+            with inductor's ``freezing`` (weights become constants: pre-packed convs).
 
     Returns:
         :class:`InferenceModel` with ``forward(x)``, ``forward_features(x)`` and
@@ -339,7 +340,12 @@ def optimize_for_inference(model: nn.Module, *, dtype: str | torch.dtype = "auto
 
     compiled = None
     if compile:
-        compiled = torch.compile(net, mode=compile_mode)
+        if compile_mode is not None:
+            compiled = torch.compile(net, mode=compile_mode)
+        else:
+            # Inference only: let inductor freeze the weights as constants, so oneDNN convs get
+            # pre-packed weights and constant folding (P3D-50 bf16, 2-core CPU: 35 -> 43 clips/s).
+            compiled = torch.compile(net, options={"freezing": True})
     return InferenceModel(net, cdtype, channels_last, autocast=autocast, compiled=compiled,
                           folded_bn=folded).eval()
 
