@@ -5,7 +5,7 @@ Usage::
 
     p3d-ablation                                   # synthetic motion set, the main job
     p3d-ablation --config experiments/ablation_ucf101.yaml --models p3d_a p3d
-    p3d-ablation --output runs/my_ablation --set data.init_args.root=/data/UCF101
+    p3d-ablation --output runs/my_ablation --set data.root=/data/UCF101
 
 An ablation config is a small YAML file::
 
@@ -14,7 +14,7 @@ An ablation config is a small YAML file::
     runs:                             # Table 1 row -> a complete experiment config
       resnet50: synthetic/resnet50.yaml
       p3d_a: synthetic/p3d_a.yaml
-    overrides: {}                     # dotted keys applied to every run (e.g. data.init_args.root)
+    overrides: {}                     # dotted keys applied to every run (e.g. data.root)
     speed: {batch_size: 8, fast_path: true, paper_scale: true}
 
 What it writes in the output folder, as each run finishes (so an interrupted ablation loses
@@ -530,6 +530,8 @@ def _dm_root(datamodule: Any) -> str:
 def _wandb_dir(loggers: Sequence[Any]) -> str:
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":
+            if getattr(logger, "mode", "") == "disabled":
+                return ""
             try:
                 run = logger.experiment
                 return str(getattr(run, "dir", "") or "")
@@ -541,6 +543,8 @@ def _wandb_dir(loggers: Sequence[Any]) -> str:
 def _log_summary_to_wandb(loggers: Sequence[Any], row: Dict[str, Any]) -> None:
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":
+            if getattr(logger, "mode", "") == "disabled":
+                return ""
             try:
                 logger.experiment.summary.update({f"ablation/{k}": v for k, v in row.items() if v is not None})
             except Exception as err:  # never lose a finished run over a logging problem
