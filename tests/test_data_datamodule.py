@@ -108,3 +108,22 @@ def test_trainer_sets_epoch(root):
                          limit_val_batches=0, accelerator="cpu")
     trainer.fit(model, datamodule=dm)
     assert model.seen == [0, 1, 2]
+
+
+def test_predict_split_selects_the_videos_predict_covers(root):
+    def ids(dm):
+        dm.setup("predict")
+        return {v.video_id for v in dm.predict_dataset.videos}
+
+    test_ids = ids(_dm(root))
+    train_ids = ids(_dm(root, predict_split="train"))
+    all_ids = ids(_dm(root, predict_split="all"))
+    assert test_ids and train_ids and not (test_ids & train_ids)
+    assert all_ids == test_ids | train_ids
+    dm = _dm(root, predict_split="train")
+    dm.setup("predict")
+    assert len(dm.predict_dataset) == 3 * len(train_ids)  # evaluation clips, not one random clip
+    batch = next(iter(dm.predict_dataloader()))
+    assert batch["clip_idx"].tolist() == [0, 1, 2, 0, 1, 2]
+    with pytest.raises(ValueError, match="predict_split"):
+        _dm(root, predict_split="val")

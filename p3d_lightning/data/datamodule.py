@@ -60,6 +60,9 @@ class VideoDataModule(pl.LightningDataModule):
             off for "synthetic" (a mirror swaps the direction classes; ``True`` with
             "synthetic" warns).
         num_eval_clips: clips per video in val/test/predict (20 P3D, 25 frames ResNet-50).
+        predict_split: videos that ``predict`` (feature extraction) covers: ``test`` (the
+            official test list), ``train`` (the train list, evaluation clips and crops: features
+            to train a linear classifier on, as the paper's transfer experiments) or ``all``.
         batch_size, eval_batch_size: loader batch sizes (eval defaults to ``batch_size``).
         num_workers, persistent_workers: DataLoader workers.
         normalization: "imagenet" (mean/std) or "caffe" (BGR 0-255 minus mean; P3D-199 weights).
@@ -93,6 +96,7 @@ class VideoDataModule(pl.LightningDataModule):
         num_workers: int = 2,
         persistent_workers: bool = False,
         normalization: str = "imagenet",
+        predict_split: str = "test",
         strict: bool = False,
         quarantine_file: Optional[str] = None,
         seed: int = 0,
@@ -113,6 +117,8 @@ class VideoDataModule(pl.LightningDataModule):
             raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if predict_split not in ("test", "train", "all"):
+            raise ValueError(f"predict_split must be 'test', 'train' or 'all', got {predict_split!r}")
         if short_video_policy not in SHORT_POLICIES:
             raise ValueError(f"short_video_policy must be one of {SHORT_POLICIES}, got {short_video_policy!r}")
         if dataset == "synthetic" and horizontal_flip:
@@ -206,6 +212,12 @@ class VideoDataModule(pl.LightningDataModule):
             ann.test, train=False, num_clips=self.num_eval_clips,
             transform=ClipTransform(False, self.crop_size, False, self.normalization), **common)
         self.val_dataset = self.test_dataset = self.predict_dataset = eval_ds
+        predict_split = self.hparams.predict_split
+        if predict_split != "test":
+            records = ann.train if predict_split == "train" else ann.train + ann.test
+            self.predict_dataset = VideoClipDataset(
+                records, train=False, num_clips=self.num_eval_clips,
+                transform=ClipTransform(False, self.crop_size, False, self.normalization), **common)
         for name, ds in (("train", self.train_dataset), ("test", eval_ds)):
             if len(ds.videos) == 0:
                 raise RuntimeError(f"no readable {name} videos for dataset={self.dataset!r} under {self.root!r} "
