@@ -54,6 +54,7 @@ __all__ = [
     "plot_accuracy_vs_speed",
     "main",
     "RESULT_FIELDS",
+    "to_float",
 ]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -186,7 +187,8 @@ def _fmt_csv(value: Any) -> Any:
     return value
 
 
-def _num(value: Any) -> Optional[float]:
+def to_float(value: Any) -> Optional[float]:
+    """A CSV cell as a float, or ``None`` when it is empty, not a number or NaN."""
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -208,20 +210,20 @@ def write_markdown_table(rows: Sequence[Dict[str, Any]], path: Optional[os.PathL
         frames = str(row.get("clip_shape", "")).split("x")[1:2] == ["1"]
 
         def speed(prefix: str) -> str:
-            clips = _num(row.get(f"{prefix}_clips_per_s"))
+            clips = to_float(row.get(f"{prefix}_clips_per_s"))
             if clips is None:
                 return "-"
             if frames:
-                return f"{_num(row.get(f'{prefix}_frames_per_s')):.1f} frame/s"
+                return f"{to_float(row.get(f'{prefix}_frames_per_s')):.1f} frame/s"
             return f"{clips:.1f} clip/s"
 
         def pct(key: str) -> str:
-            v = _num(row.get(key))
+            v = to_float(row.get(key))
             return "-" if v is None else f"{100 * v:.1f}%"
 
-        params = _num(row.get("params"))
-        size = _num(row.get("size_mb"))
-        gmacs = _num(row.get("gmacs_per_clip"))
+        params = to_float(row.get("params"))
+        size = to_float(row.get("size_mb"))
+        gmacs = to_float(row.get("gmacs_per_clip"))
         lines.append(
             "| "
             + " | ".join(
@@ -275,16 +277,16 @@ def plot_accuracy_vs_speed(rows: Sequence[Dict[str, Any]], path: os.PathLike, ti
     fig, (ax_ours, ax_paper) = plt.subplots(1, 2, figsize=(11, 4.2))
     for row in rows:
         frames = str(row.get("clip_shape", "")).split("x")[1:2] == ["1"]
-        speed = _num(row.get("paper_scale_clips_per_s")) or _num(row.get("infer_clips_per_s"))
+        speed = to_float(row.get("paper_scale_clips_per_s")) or to_float(row.get("infer_clips_per_s"))
         if frames:  # a 16-frame clip costs 16 frames for the frame-level baseline
-            fps = _num(row.get("paper_scale_frames_per_s")) or _num(row.get("infer_frames_per_s"))
+            fps = to_float(row.get("paper_scale_frames_per_s")) or to_float(row.get("infer_frames_per_s"))
             speed = fps / 16 if fps else None
-        acc = _num(row.get("video_acc1"))
+        acc = to_float(row.get("video_acc1"))
         if speed is None or acc is None:
             continue
         ax_ours.scatter(speed, 100 * acc, s=60)
         ax_ours.annotate(row["model"], (speed, 100 * acc), textcoords="offset points", xytext=(5, 4))
-    speed_kind = "paper-scale" if rows and _num(rows[0].get("paper_scale_clips_per_s")) else "trained"
+    speed_kind = "paper-scale" if rows and to_float(rows[0].get("paper_scale_clips_per_s")) else "trained"
     ax_ours.set_xlabel(f"clips/s ({speed_kind} net; ResNet-50: frames/s / 16)")
     ax_ours.set_ylabel("video top-1 (%)")
     ax_ours.set_title(f"Ours: {title}" if title else "Ours")

@@ -21,7 +21,6 @@ Our numbers always come from files the runs wrote; the paper's come from
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from p3d_lightning.ablation import to_float as _num
 from p3d_lightning.paper import (
     C3D_SIZE_MB,
     PAPER_DEPTHS,
@@ -104,14 +104,6 @@ def env_mapping(name: str, default: Mapping[str, str]) -> Dict[str, str]:
         key, val = item.split("=", 1)
         out[key.strip()] = val.strip()
     return out
-
-
-def _num(value: Any) -> Optional[float]:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(out) else out
 
 
 def _pct(value: Any) -> Optional[float]:
