@@ -27,11 +27,9 @@ models already in ``results.csv`` and resumes an unfinished one from its ``last.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import datetime as _dt
 import io
-import json
 import math
 import os
 import sys
@@ -355,26 +353,13 @@ def _paper_scale_speed(arch: str, in_channels: int, speed_cfg: Dict[str, Any]) -
     }
 
 
-def _set_dotted(cfg: Dict[str, Any], dotted: str, value: Any) -> None:
-    node = cfg
-    keys = dotted.split(".")
-    for key in keys[:-1]:
-        if not isinstance(node.get(key), dict):
-            node[key] = {}
-        node = node[key]
-    node[keys[-1]] = value
-
-
 def _prepare_run(model_name: str, cfg_path: Path, overrides: Dict[str, Any]):
     """Instantiate the run's LightningModule, DataModule and trainer settings from its config."""
     from p3d_lightning.cli import instantiate_from_config
 
     if not cfg_path.is_file():
         raise AblationError(f"config for {model_name!r} not found: {cfg_path}")
-    raw = yaml.safe_load(cfg_path.read_text()) or {}
-    for dotted, value in overrides.items():
-        _set_dotted(raw, dotted, value)
-    return instantiate_from_config(raw, source=str(cfg_path))
+    return instantiate_from_config(str(cfg_path), overrides=overrides)
 
 
 def run_ablation(

@@ -20,7 +20,6 @@ GPU runs bf16 natively); set ``trainer.precision: 32-true`` to switch it off.
 from __future__ import annotations
 
 import copy
-import sys
 import warnings
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
 
@@ -36,7 +35,7 @@ from p3d_lightning.features import FeatureWriter
 from p3d_lightning.module import P3DClassifier, default_precision
 
 __all__ = [
-    "P3DLightningCLI", "WandbConfigCallback", "main", "instantiate_from_config", "CHECKPOINT_DEFAULTS",
+    "P3DLightningCLI", "WandbConfigCallback", "main", "instantiate_from_config", "apply_overrides", "CHECKPOINT_DEFAULTS",
     "ResumableLoader", "ResumableSampler", "make_resumable",
 ]
 
@@ -219,14 +218,29 @@ def _flatten_class_sections(raw: Dict[str, Any]) -> Dict[str, Any]:
     return cfg
 
 
+def apply_overrides(raw: Dict[str, Any], overrides: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Set dotted keys (``data.root``, ``trainer.max_steps``) in a config dict, in place."""
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        keys = dotted.split(".")
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    return raw
+
+
 def instantiate_from_config(
-    raw: Union[Dict[str, Any], str], source: str = "<config>"
+    raw: Union[Dict[str, Any], str], source: str = "<config>",
+    overrides: Optional[Dict[str, Any]] = None,
 ) -> Tuple[P3DClassifier, Any, Dict[str, Any]]:
     """Parse a complete experiment config and build its model and data module.
 
     Args:
         raw: the YAML content as a dict, or a path to the YAML file.
         source: a name for error messages (the file path).
+        overrides: dotted keys set on top of the config (see :func:`apply_overrides`).
 
     Returns:
         ``(model, datamodule, trainer_kwargs)``; ``trainer_kwargs`` is the resolved ``trainer``
@@ -238,7 +252,7 @@ def instantiate_from_config(
             raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{source}: expected a YAML mapping with model/data/trainer sections")
-    cfg = _flatten_class_sections(raw)
+    cfg = _flatten_class_sections(apply_overrides(copy.deepcopy(raw), overrides))
     try:
         with warnings.catch_warnings():  # args given in Python while sys.argv holds the caller's own
             warnings.filterwarnings("ignore", message=".*args parameter is intended.*")

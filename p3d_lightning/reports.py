@@ -560,12 +560,10 @@ def clip_predictions_from_checkpoint(
 ) -> Path:
     """:func:`save_clip_predictions` for a trained run: the ``P3DClassifier`` in ``checkpoint``
     on the data of the experiment YAML ``config`` (``overrides``: dotted keys, as
-    ``{"data.init_args.root": "/data/UCF101"}``). Returns ``path``.
+    ``{"data.root": "/data/UCF101"}``). Returns ``path``.
 
     The command-line form is ``python -m p3d_lightning.reports clip-predictions``.
     """
-    import yaml
-
     from p3d_lightning.cli import instantiate_from_config
     from p3d_lightning.module import P3DClassifier
 
@@ -574,16 +572,7 @@ def clip_predictions_from_checkpoint(
         raise FileNotFoundError(f"experiment config not found: {config}")
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    raw = yaml.safe_load(config.read_text()) or {}
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        keys = dotted.split(".")
-        for key in keys[:-1]:
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        node[keys[-1]] = value
-    _, datamodule, _ = instantiate_from_config(raw, source=str(config))
+    _, datamodule, _ = instantiate_from_config(str(config), overrides=overrides)
     model = P3DClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu")
     return save_clip_predictions(model, datamodule, path, stage=stage, device=device)
 

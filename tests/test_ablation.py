@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from p3d_lightning.ablation import AblationError, load_ablation_config, read_results, run_ablation
+from p3d_lightning.ablation import AblationError, load_ablation_config, run_ablation
 
 
 def _experiment(root, arch, clip_len, num_eval_clips):

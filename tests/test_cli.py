@@ -64,3 +64,15 @@ def test_class_path_sections_are_accepted(tiny_synthetic_root):
                    "init_args": {**cfg["data"], "root": str(tiny_synthetic_root), "num_classes": 4}}
     model, dm, _ = instantiate_from_config(cfg)
     assert model.hparams.arch == "resnet50" and dm.clip_len == 1
+
+
+def test_instantiate_from_config_applies_dotted_overrides():
+    from pathlib import Path
+
+    from p3d_lightning.cli import apply_overrides, instantiate_from_config
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "synthetic" / "p3d.yaml"
+    model, dm, trainer_kwargs = instantiate_from_config(
+        str(path), overrides={"trainer.max_steps": 7, "data.batch_size": 3, "model.lr": 0.5})
+    assert trainer_kwargs["max_steps"] == 7 and dm.batch_size == 3 and model.hparams.lr == 0.5
+    assert apply_overrides({"a": 1}, {"b.c": 2}) == {"a": 1, "b": {"c": 2}}

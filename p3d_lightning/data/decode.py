@@ -206,7 +206,7 @@ def read_frames(
     if min(wanted) < 0:
         raise ValueError(f"frame indices must be >= 0, got {min(wanted)}")
     targets = sorted(set(wanted))
-    first, last = targets[0], targets[-1]
+    first = targets[0]
     got: dict = {}
     _to_array = _Converter()
     with _open(path) as container:
