@@ -49,15 +49,16 @@ MALLOC_TUNABLE = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1717986918
 INFERENCE_SETTINGS: Dict[str, Optional[Dict[str, Any]]] = {
     "fp32": None,
     "fp32_cl": dict(dtype="fp32", fold_bn=False, channels_last=True),
-    "fp32_cl_fold": dict(dtype="fp32", fold_bn=True, channels_last=True),
+    "fp32_cl_fold": dict(dtype="fp32", fold_bn=True, channels_last=True, fuse=False),
     "bf16_autocast_cl": dict(dtype="bf16", autocast=True, fold_bn=False, channels_last=True),
-    "bf16_fold_cl": dict(dtype="bf16", fold_bn=True, channels_last=True),
-    "fp16_fold_cl": dict(dtype="fp16", fold_bn=True, channels_last=True),
+    "bf16_fold_cl": dict(dtype="bf16", fold_bn=True, channels_last=True, fuse=False),
+    "fp16_fold_cl": dict(dtype="fp16", fold_bn=True, channels_last=True, fuse=False),
+    # the full fast path: on the CPU also conv + ReLU / add + ReLU fusion (models/fusion.py)
     "fast": dict(dtype="auto", fold_bn=True, channels_last=True),
     "fast_compile": dict(dtype="auto", fold_bn=True, channels_last=True, compile=True),
 }
-DEFAULT_CPU_SETTINGS = ["fp32", "fp32_cl", "bf16_autocast_cl", "bf16_fold_cl"]
-DEFAULT_GPU_SETTINGS = ["fp32", "fp32_cl", "bf16_autocast_cl", "bf16_fold_cl", "fp16_fold_cl"]
+DEFAULT_CPU_SETTINGS = ["fp32", "fp32_cl", "bf16_autocast_cl", "bf16_fold_cl", "fast"]
+DEFAULT_GPU_SETTINGS = ["fp32", "fp32_cl", "bf16_autocast_cl", "bf16_fold_cl", "fp16_fold_cl", "fast"]
 
 
 # --------------------------------------------------------------------------------------

@@ -21,7 +21,11 @@ What it does, in order, on a deep copy (the caller's model is never touched):
    input; oneDNN runs convolutions much faster in that layout.
 3. Weights cast to the compute dtype: ``'auto'`` picks bf16 on a CPU with native bf16
    (AVX512_BF16 or AMX) or a GPU that supports it, fp16 on an older GPU, fp32 otherwise.
-4. Optionally ``torch.compile``.
+4. On the CPU (eager): conv -> ReLU and conv -> residual add -> ReLU chains become single
+   oneDNN calls with post-ops, constant multiplies are folded into the conv weights and the
+   (2,1,1) temporal max pools become strided maxima (:mod:`p3d_lightning.models.fusion`;
+   P3D-50 bf16 batch 8 on a 2-core CPU: ~35 -> ~42 clips/s).
+5. Optionally ``torch.compile`` (instead of step 4: inductor does its own fusion).
 
 Numerics (checked by ``tests/test_fastpath.py`` and :func:`compare_outputs`): fp32 with
 folded BN matches the plain model to ~1e-5 relative; bf16 weights carry ~8 significant
@@ -226,13 +230,15 @@ class InferenceModel(nn.Module):
 
     def __init__(self, net: nn.Module, dtype: torch.dtype, channels_last: bool,
                  autocast: bool = False, compiled: Optional[nn.Module] = None,
-                 folded_bn: int = 0):
+                 folded_bn: int = 0, fused: Optional[Dict[str, nn.Module]] = None):
         super().__init__()
         self.net = net
         self.compute_dtype = dtype
         self.channels_last = channels_last
         self.autocast = autocast
         self.folded_bn = folded_bn
+        # "<method>_graph" -> fused torch.fx graph sharing ``net``'s parameters (fusion.py)
+        self.fused = nn.ModuleDict({f"{k}_graph": v for k, v in (fused or {}).items()})
         # compiled forward shares parameters with ``net``; not registered as a child
         self.__dict__["_compiled"] = compiled
 
@@ -243,16 +249,33 @@ class InferenceModel(nn.Module):
         return f"{name}-autocast" if self.autocast else name
 
     @property
+    def fused_ops(self) -> Dict[str, int]:
+        """Counts of fused calls in the ``forward`` graph (empty when not fused)."""
+        gm = self._fused_graph("forward")
+        if gm is None:
+            return {}
+        from .fusion import count_fused
+        return count_fused(gm)
+
+    def _fused_graph(self, method: str) -> Optional[nn.Module]:
+        key = f"{method}_graph"
+        return self.fused[key] if key in self.fused else None
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         dtype = torch.float32 if self.autocast else self.compute_dtype
+        # Cast first, then change the layout: on the CPU a cast followed by a bf16 permute is
+        # ~2x faster than one combined fp32 -> bf16 channels_last copy (3.3 vs 7 ms per batch
+        # of 8 16x160x160 clips). The caller's tensor is never modified.
+        x = x.to(device=self.device, dtype=dtype)
         if self.channels_last and x.dim() == 5:
-            return x.to(device=self.device, dtype=dtype, memory_format=torch.channels_last_3d)
+            return x.contiguous(memory_format=torch.channels_last_3d)
         if self.channels_last and x.dim() == 4:
-            return x.to(device=self.device, dtype=dtype, memory_format=torch.channels_last)
-        return x.to(device=self.device, dtype=dtype)
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def _run(self, fn, x: torch.Tensor) -> torch.Tensor:
         if self.autocast and self.compute_dtype != torch.float32:
@@ -265,14 +288,18 @@ class InferenceModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """fp32 clip(s) ``(N, C, T, H, W)`` -> fp32 logits."""
         compiled = self.__dict__["_compiled"]
-        fn = compiled if compiled is not None else self.net
+        if compiled is not None:
+            fn = compiled
+        else:
+            fn = self._fused_graph("forward") or self.net
         return self._run(fn, self._prep(x))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """fp32 clip(s) -> fp32 pooled features (the wrapped network's ``forward_features``)."""
         if not hasattr(self.net, "forward_features"):
             raise AttributeError(f"{type(self.net).__name__} has no forward_features()")
-        return self._run(self.net.forward_features, self._prep(x))
+        fn = self._fused_graph("forward_features") or self.net.forward_features
+        return self._run(fn, self._prep(x))
 
     def forward_head(self, feat: torch.Tensor) -> torch.Tensor:
         """fp32 features -> fp32 logits (the wrapped network's ``forward_head``)."""
@@ -297,7 +324,8 @@ def optimize_for_inference(model: nn.Module, *, dtype: str | torch.dtype = "auto
                            channels_last: bool = True, fold_bn: bool = True,
                            compile: bool = False, autocast: bool = False,
                            device: str | torch.device | None = None,
-                           compile_mode: Optional[str] = None) -> InferenceModel:
+                           compile_mode: Optional[str] = None,
+                           fuse: Optional[bool] = None) -> InferenceModel:
     """Return a fast eval-only copy of ``model``; the caller's model is not modified.
 
     Args:
@@ -313,6 +341,10 @@ def optimize_for_inference(model: nn.Module, *, dtype: str | torch.dtype = "auto
         device: move the copy to this device (default: where the model's parameters are).
         compile_mode: passed to ``torch.compile(mode=...)``; without it the model is compiled
             with inductor's ``freezing`` (weights become constants: pre-packed convs).
+        fuse: fuse conv + ReLU / residual add + ReLU into single oneDNN calls
+            (:func:`p3d_lightning.models.fusion.fuse_pointwise`). ``None`` (default): on for a
+            CPU device when not compiling and not in autocast mode and the model is
+            traceable by torch.fx; ``True`` raises if fusion is impossible.
 
     Returns:
         :class:`InferenceModel` with ``forward(x)``, ``forward_features(x)`` and
@@ -338,6 +370,11 @@ def optimize_for_inference(model: nn.Module, *, dtype: str | torch.dtype = "auto
     for p in net.parameters():
         p.requires_grad_(False)
 
+    fused: Dict[str, nn.Module] = {}
+    want_fuse = fuse if fuse is not None else (device.type == "cpu" and not compile and not autocast)
+    if want_fuse:
+        fused = _build_fused(net, strict=bool(fuse))
+
     compiled = None
     if compile:
         if compile_mode is not None:
@@ -347,7 +384,31 @@ def optimize_for_inference(model: nn.Module, *, dtype: str | torch.dtype = "auto
             # pre-packed weights and constant folding (P3D-50 bf16, 2-core CPU: 35 -> 43 clips/s).
             compiled = torch.compile(net, options={"freezing": True})
     return InferenceModel(net, cdtype, channels_last, autocast=autocast, compiled=compiled,
-                          folded_bn=folded).eval()
+                          folded_bn=folded, fused=fused).eval()
+
+
+def _build_fused(net: nn.Module, strict: bool) -> Dict[str, nn.Module]:
+    """Fused graphs of ``forward`` (and ``forward_features`` if present) for the CPU."""
+    from .fusion import fuse_pointwise, fusion_available
+
+    if not fusion_available():
+        if strict:
+            raise RuntimeError("optimize_for_inference(fuse=True): this PyTorch build has no "
+                               "oneDNN fused convolution (torch.ops.mkldnn._convolution_pointwise)")
+        return {}
+    out: Dict[str, nn.Module] = {}
+    for method in ("forward", "forward_features"):
+        if method != "forward" and not hasattr(net, method):
+            continue
+        try:
+            out[method] = fuse_pointwise(net, method)
+        except Exception as err:
+            if strict:
+                raise RuntimeError(f"optimize_for_inference(fuse=True): cannot trace "
+                                   f"{type(net).__name__}.{method} with torch.fx: {err}") from err
+            log.info("fastpath: no conv/ReLU fusion for %s.%s (%s: %s)",
+                     type(net).__name__, method, type(err).__name__, err)
+    return out
 
 
 # --------------------------------------------------------------------------------------
