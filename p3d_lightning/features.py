@@ -17,6 +17,11 @@ Output (``<output_dir>/<filename>.pt`` or ``.npz``) holds, for V videos sorted b
 
 plus ``<filename>.manifest.json`` describing the file (shapes, classes, model, checkpoint).
 
+Clips that failed to decode (``valid`` False, see ``VideoClipDataset``) are never averaged in:
+a video's feature is the mean over its valid clips (``num_clips`` says how many), and a video
+with no valid clip gets no row at all, rather than the feature of a zero clip or of another
+video. The manifest's ``decode_failures`` lists both kinds by video id, and the writer warns.
+
 Under DDP each rank writes its clips to ``<output_dir>/.<filename>.parts/rank<r>.pt``; after a
 barrier rank 0 merges them, drops the sampler's padding duplicates by
 ``(video_idx, clip_idx)`` and writes the outputs.
@@ -28,6 +33,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Sequence
 
@@ -35,6 +41,7 @@ import numpy as np
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from p3d_lightning.data.dataset import BadVideoWarning
 from p3d_lightning.metrics import dedup_clips
 
 __all__ = ["FeatureWriter", "aggregate_video_features", "load_features"]
@@ -46,11 +53,19 @@ def aggregate_video_features(parts: Dict[str, torch.Tensor]) -> Dict[str, torch.
     """Average per-clip ``feature``/``probs`` per video after de-duplicating clip keys.
 
     ``parts`` holds concatenated per-clip tensors ``feature`` (M, F), ``probs`` (M, K),
-    ``video_idx`` (M,), ``clip_idx`` (M,) and optionally ``label`` (M,).
-    Returns ``video_idx`` (V,), ``features`` (V, F), ``scores`` (V, K), ``labels`` (V,),
-    ``num_clips`` (V,), sorted by ``video_idx``.
+    ``video_idx`` (M,), ``clip_idx`` (M,) and optionally ``label`` (M,) and ``valid`` (M,)
+    (default all True; invalid clips, which failed to decode, are not averaged in).
+    Returns, for the V videos with at least one valid clip, sorted by ``video_idx``:
+    ``video_idx`` (V,), ``features`` (V, F), ``scores`` (V, K), ``labels`` (V,), ``num_clips``
+    (V,) valid clips averaged and ``num_failed_clips`` (V,) invalid ones; plus
+    ``failed_video_idx`` (sorted) for the videos none of whose clips were valid and
+    ``failed_clips`` (E, 2), the ``(video_idx, clip_idx)`` keys of all invalid clips.
     """
     keep = dedup_clips(parts["video_idx"], parts["clip_idx"])
+    all_videos = torch.unique(parts["video_idx"][keep].long())
+    valid = parts["valid"][keep].bool() if "valid" in parts else torch.ones(keep.numel(), dtype=torch.bool)
+    failed_keys = torch.stack([parts["video_idx"][keep], parts["clip_idx"][keep]], dim=1)[~valid].long()  # (E, 2)
+    keep = keep[valid]
     video_idx = parts["video_idx"][keep].long()
     videos, inverse = torch.unique(video_idx, return_inverse=True)  # (V,), (M,)
     v = videos.numel()
@@ -64,12 +79,16 @@ def aggregate_video_features(parts: Dict[str, torch.Tensor]) -> Dict[str, torch.
     labels = torch.full((v,), -1, dtype=torch.long)
     if "label" in parts:
         labels = labels.scatter(0, inverse, parts["label"][keep].long())
+    num_failed = (failed_keys[:, :1] == videos[None, :]).sum(0)  # (V,) failed clips of videos with a row
     return {
         "video_idx": videos,
         "features": mean(parts["feature"]),
         "scores": mean(parts["probs"]),
         "labels": labels,
         "num_clips": counts,
+        "num_failed_clips": num_failed,
+        "failed_video_idx": all_videos[~torch.isin(all_videos, videos)],
+        "failed_clips": failed_keys,
     }
 
 
@@ -97,7 +116,9 @@ class FeatureWriter(BasePredictionWriter):
         save_scores: also store the averaged softmax scores.
 
     Expects ``predict_step`` to return a dict with ``feature`` (N, F), ``probs`` (N, K),
-    ``video_idx``, ``clip_idx`` and optionally ``label`` (as :class:`P3DClassifier` does).
+    ``video_idx``, ``clip_idx`` and optionally ``label`` and ``valid`` (as
+    :class:`P3DClassifier` does). Invalid clips are left out (see the module docstring);
+    after writing, ``failed_video_ids`` lists the videos left without features.
     """
 
     def __init__(
@@ -117,6 +138,7 @@ class FeatureWriter(BasePredictionWriter):
         self._buffer: List[Dict[str, torch.Tensor]] = []
         self.output_path: Optional[str] = None
         self.manifest_path: Optional[str] = None
+        self.failed_video_ids: List[str] = []
 
     @property
     def _parts_dir(self) -> Path:
@@ -166,6 +188,18 @@ class FeatureWriter(BasePredictionWriter):
         dataset = _predict_dataset(trainer)
         videos = getattr(dataset, "videos", None)
         ids = [_video_id(videos, int(i)) for i in agg["video_idx"]]
+        failures = _failure_summary(agg, videos)
+        self.failed_video_ids = failures["videos_without_features"]
+        if failures["num_failed_clips"]:
+            partial = len(failures["videos_with_failed_clips"])
+            shown = ", ".join(self.failed_video_ids[:10]) + (" ..." if len(self.failed_video_ids) > 10 else "")
+            warnings.warn(
+                f"FeatureWriter: {failures['num_failed_clips']} clips failed to decode and were left out; "
+                f"{partial} videos are averaged over their remaining clips and "
+                f"{len(self.failed_video_ids)} videos have no features in {self.filename}.{self.format}"
+                + (f" ({shown})" if shown else "") + "; see decode_failures in the manifest",
+                BadVideoWarning,
+            )
         classes = [str(c) for c in (getattr(dataset, "classes", None) or [])]
         record: Dict[str, Any] = {
             "video_ids": ids,
@@ -192,7 +226,9 @@ class FeatureWriter(BasePredictionWriter):
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             "num_videos": len(ids),
             "num_clips_total": int(agg["num_clips"].sum()),
-            "clips_per_video": {"min": int(agg["num_clips"].min()), "max": int(agg["num_clips"].max())},
+            "clips_per_video": {"min": int(agg["num_clips"].min()) if len(ids) else 0,
+                                "max": int(agg["num_clips"].max()) if len(ids) else 0},
+            "decode_failures": failures,
             "feature_dim": int(agg["features"].shape[1]),
             "num_classes": int(clips["probs"].shape[1]) if self.save_scores else None,
             "keys": {k: list(v.shape) if isinstance(v, torch.Tensor) else [len(v)] for k, v in record.items()},
@@ -204,6 +240,18 @@ class FeatureWriter(BasePredictionWriter):
             "world_size": int(trainer.world_size),
         }
         (out_dir / f"{self.filename}.manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def _failure_summary(agg: Dict[str, torch.Tensor], videos: Any) -> Dict[str, Any]:
+    """The manifest's ``decode_failures``: how many clips failed and which videos they hit."""
+    partial = [{"video_id": _video_id(videos, int(i)), "failed_clips": int(n)}
+               for i, n in zip(agg["video_idx"], agg["num_failed_clips"]) if n > 0]
+    return {
+        "num_failed_clips": int(agg["failed_clips"].shape[0]),
+        "videos_with_failed_clips": partial,
+        "videos_without_features": [_video_id(videos, int(i)) for i in agg["failed_video_idx"]],
+        "policy": "clips that failed to decode are not averaged in; videos with no valid clip have no row",
+    }
 
 
 def _concat(items: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:

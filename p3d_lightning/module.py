@@ -6,7 +6,12 @@ loading, precision/memory-format options and the predict step used for feature e
 
 Batches are dicts (see the data contract)::
 
-    {"clip": (N, C, T, H, W) float, "label": (N,) long, "video_idx": (N,) long, "clip_idx": (N,) long}
+    {"clip": (N, C, T, H, W) float, "label": (N,) long, "video_idx": (N,) long, "clip_idx": (N,) long,
+     "valid": (N,) bool (optional; False for clips that failed to decode, default all True)}
+
+Evaluation leaves invalid clips out of the loss and of clip/video accuracy, logs how many
+clips (``<stage>/failed_clips``) and whole videos (``<stage>/failed_videos``, counted as misses)
+failed, and warns with the file names; ``predict_step`` passes ``valid`` on to the feature writer.
 
 Optimisation follows the paper's Table 1 recipe by default: SGD, lr 0.001 divided by 10 every
 3K iterations (``lr_schedule="step"``, stepped per optimiser step), dropout 0.9, BatchNorm
@@ -26,6 +31,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from pytorch_lightning.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassAccuracy
 
 from p3d_lightning.metrics import MultiClipAccuracy
@@ -103,6 +109,28 @@ def _check_batch(batch: Any, stage: str) -> Dict[str, Tensor]:
     if clip.ndim != 5:
         raise ValueError(f"P3DClassifier.{stage}_step: batch['clip'] must be (N, C, T, H, W), got {tuple(clip.shape)}")
     return batch
+
+
+def _valid_mask(batch: Dict[str, Tensor], n: int, device: torch.device) -> Tensor:
+    """Bool (N,): ``batch["valid"]``, or all True for batches without it."""
+    valid = batch.get("valid")
+    if valid is None:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    return torch.as_tensor(valid, device=device).bool().reshape(n)
+
+
+def _stage_dataset(trainer: Any, stage: str) -> Any:
+    """The dataset evaluated in ``stage`` ("val" / "test"), for naming failed videos; None if unknown."""
+    if trainer is None:
+        return None
+    dm = getattr(trainer, "datamodule", None)
+    ds = getattr(dm, f"{stage}_dataset", None) if dm is not None else None
+    if ds is not None:
+        return ds
+    loaders = getattr(trainer, f"{stage}_dataloaders", None)
+    if isinstance(loaders, (list, tuple)):
+        loaders = loaders[0] if loaders else None
+    return getattr(loaders, "dataset", None)
 
 
 class P3DClassifier(pl.LightningModule):
@@ -273,15 +301,20 @@ class P3DClassifier(pl.LightningModule):
             if key not in batch:
                 raise KeyError(f"P3DClassifier.{stage}_step: batch has no {key!r}; video-level metrics need it")
         logits = self(batch["clip"]).float()
-        loss = F.cross_entropy(logits, batch["label"])
-        metric.update(logits.softmax(dim=1), batch["label"], batch["video_idx"], batch["clip_idx"])
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=logits.shape[0], sync_dist=True)
+        labels = batch["label"]
+        valid = _valid_mask(batch, logits.shape[0], logits.device)
+        num_valid = int(valid.sum())
+        # clips that failed to decode are zeros: they score nothing and weigh nothing
+        loss = F.cross_entropy(logits[valid], labels[valid]) if num_valid else logits.new_zeros(())
+        metric.update(logits.softmax(dim=1), labels, batch["video_idx"], batch["clip_idx"], valid)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=num_valid, sync_dist=True)
         return loss
 
     def _log_eval(self, stage: str, metric: MultiClipAccuracy) -> None:
         # compute() gathers every rank's clips and drops DDP padding duplicates, so the values
         # are already global and identical on all ranks: no sync_dist needed.
         result = metric.compute()
+        failed = metric.failed_clips
         metric.reset()
         values = {
             f"{stage}/clip_acc1": result["clip_acc1"],
@@ -289,8 +322,29 @@ class P3DClassifier(pl.LightningModule):
             f"{stage}/video_acc1": result["video_acc1"],
             f"{stage}/video_acc5": result["video_acc5"],
             f"{stage}/num_videos": result["num_videos"].float(),
+            f"{stage}/failed_clips": result["num_failed_clips"].float(),
+            f"{stage}/failed_videos": result["num_failed_videos"].float(),
         }
         self.log_dict({k: v.to(self.device) for k, v in values.items()}, prog_bar=False)
+        if failed.numel():
+            self._warn_failed(stage, failed, int(result["num_failed_videos"]), int(result["num_videos"]))
+
+    def _warn_failed(self, stage: str, failed: Tensor, num_failed_videos: int, num_videos: int) -> None:
+        """One warning (rank zero) naming the videos whose clips failed to decode in ``stage``."""
+        dataset = _stage_dataset(self._trainer, stage)
+        videos = getattr(dataset, "videos", None)
+        ids = sorted({int(v) for v in failed[:, 0]})
+        names = [str(getattr(videos[i], "path", i)) if videos is not None and 0 <= i < len(videos) else f"video_idx={i}"
+                 for i in ids]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        from p3d_lightning.data.dataset import BadVideoWarning
+
+        rank_zero_warn(
+            f"{stage}: {failed.shape[0]} clips of {len(ids)} videos failed to decode and were left out of "
+            f"{stage} metrics; {num_failed_videos} of the {num_videos} videos had no valid clip and count as "
+            f"misses in {stage}/video_acc*. Files: {shown}",
+            category=BadVideoWarning,
+        )
 
     def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._eval_step(batch, "val", self.val_metrics)
@@ -314,7 +368,11 @@ class P3DClassifier(pl.LightningModule):
         self.__dict__["_fast"] = None
 
     def predict_step(self, batch: Dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Dict[str, Tensor]:
-        """Per clip: pool5 ``feature`` (N, F), softmax ``probs`` (N, K), ids and label (CPU fp32)."""
+        """Per clip: pool5 ``feature`` (N, F), softmax ``probs`` (N, K), ids, ``valid`` and label (CPU fp32).
+
+        ``valid`` is False for clips that failed to decode (their feature is that of a zero
+        clip); :class:`~p3d_lightning.features.FeatureWriter` leaves them out.
+        """
         batch = _check_batch(batch, "predict")
         net = self._fast if self._fast is not None else self.model
         clip = batch["clip"] if self._fast is not None else self._prepare(batch["clip"])
@@ -326,6 +384,7 @@ class P3DClassifier(pl.LightningModule):
             "probs": probs.cpu(),
             "video_idx": batch.get("video_idx", torch.full((n,), -1)).cpu(),
             "clip_idx": batch.get("clip_idx", torch.zeros(n, dtype=torch.long)).cpu(),
+            "valid": _valid_mask(batch, n, feature.device).cpu(),
         }
         if "label" in batch:
             out["label"] = batch["label"].cpu()

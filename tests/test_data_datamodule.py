@@ -127,3 +127,26 @@ def test_predict_split_selects_the_videos_predict_covers(root):
     assert batch["clip_idx"].tolist() == [0, 1, 2, 0, 1, 2]
     with pytest.raises(ValueError, match="predict_split"):
         _dm(root, predict_split="val")
+
+
+def test_a_video_broken_after_setup_is_substituted_in_training_only(root, tmp_path):
+    """Training keeps going on a substitute clip; val/test/predict mark the clip invalid instead."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    dm = _dm(copy)
+    dm.setup()
+    path = dm.train_dataset.videos[0].path
+    assert path not in {v.path for v in dm.val_dataset.videos}
+    test_path = dm.val_dataset.videos[0].path
+    for p in (path, test_path):
+        open(p, "wb").close()
+    with pytest.warns(UserWarning, match="failed to decode"):
+        s = dm.train_dataset[0]
+        batch = next(iter(dm.val_dataloader()))
+    assert s["valid"] and s["video_idx"] == 1 and s["label"] == dm.train_dataset.videos[1].label
+    assert batch["valid"].tolist() == [False, False, False, True, True, True]
+    assert batch["video_idx"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert batch["label"][0] == dm.val_dataset.videos[0].label
+    assert {p for p, _ in dm.decode_failures()} == {path, test_path}

@@ -93,24 +93,60 @@ def test_quarantine(ann):
     assert ds.skipped == [(ann.test[0].path, "quarantined")]
 
 
-def test_decode_failure_in_getitem_substitutes(ann, tmp_path):
+def _copies(ann, tmp_path, n=3):
     import shutil
 
     recs = []
-    for r in ann.test[:3]:
+    for r in ann.test[:n]:
         dst = tmp_path / os.path.basename(r.path)
         shutil.copy(r.path, dst)
         recs.append(VideoRecord(r.video_id, str(dst), r.label))
+    return recs
+
+
+def test_decode_failure_in_training_substitutes(ann, tmp_path):
+    recs = _copies(ann, tmp_path)
     log = tmp_path / "failures.txt"
-    ds = _ds(ann, recs, num_clips=2, failure_log=str(log))
-    strict = _ds(ann, recs, num_clips=2, strict=True)
+    ds = _ds(ann, recs, train=True, failure_log=str(log))
+    strict = _ds(ann, recs, train=True, strict=True)
+    assert ds.on_decode_error == "substitute" and strict.on_decode_error == "raise"
     open(recs[1].path, "wb").close()  # breaks after indexing, as a disk error would
-    with pytest.warns(BadVideoWarning, match="failed to decode"):
-        s = ds[3]  # video 1, clip 1 -> substitute: video 2, clip 1
-    assert (s["video_idx"], s["clip_idx"], s["label"]) == (2, 1, recs[2].label)
+    with pytest.warns(BadVideoWarning, match="failed to decode.*another video"):
+        s = ds[1]  # video 1 -> substitute: video 2
+    assert (s["video_idx"], s["clip_idx"], s["label"], s["valid"]) == (2, 0, recs[2].label, True)
+    assert torch.equal(s["clip"], ds[2]["clip"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once per file
-        ds[2]
+        ds[1]
     assert recs[1].path in ds.runtime_failures and recs[1].path in log.read_text()
     with pytest.raises(DecodeError, match=os.path.basename(recs[1].path)):
-        strict[2]
+        strict[1]
+
+
+def test_decode_failure_in_evaluation_marks_the_clip_invalid(ann, tmp_path):
+    recs = _copies(ann, tmp_path)
+    log = tmp_path / "failures.txt"
+    ds = _ds(ann, recs, num_clips=2, failure_log=str(log))
+    sub = _ds(ann, recs, num_clips=2, on_decode_error="substitute")  # the old behaviour, on request
+    strict = _ds(ann, recs, num_clips=2, strict=True)
+    assert ds.on_decode_error == "mark_invalid"
+    good = [ds[i] for i in range(len(ds))]
+    open(recs[1].path, "wb").close()
+    with pytest.warns(BadVideoWarning, match="failed to decode.*marked invalid"):
+        s = ds[3]  # video 1, clip 1: no substitute, its own ids and label
+    assert (s["video_idx"], s["clip_idx"], s["label"], s["valid"]) == (1, 1, recs[1].label, False)
+    assert s["clip"].shape == good[3]["clip"].shape and s["clip"].dtype == torch.float32
+    assert not s["clip"].any()
+    assert recs[1].path in ds.runtime_failures and recs[1].path in log.read_text()
+    # every other sample is unchanged, and a batch across the failure collates with a mask
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=len(ds))))
+    assert batch["valid"].dtype == torch.bool and batch["valid"].tolist() == [True, True, False, False, True, True]
+    assert batch["video_idx"].tolist() == [0, 0, 1, 1, 2, 2] and batch["clip_idx"].tolist() == [0, 1] * 3
+    for i in (0, 1, 4, 5):
+        assert torch.equal(batch["clip"][i], good[i]["clip"]), i
+    with pytest.warns(BadVideoWarning, match="another video"):
+        assert (sub[3]["video_idx"], sub[3]["valid"]) == (2, True)
+    with pytest.raises(DecodeError, match=os.path.basename(recs[1].path)):
+        strict[3]
+    with pytest.raises(ValueError, match="on_decode_error"):
+        _ds(ann, recs, on_decode_error="skip")

@@ -27,6 +27,48 @@ def test_aggregate_averages_and_dedups():
     assert out["labels"].tolist() == [0, 1]
 
 
+def test_aggregate_leaves_out_invalid_clips():
+    feat = torch.tensor([[1.0, 0], [9.0, 9], [0.0, 0], [0.0, 0], [4.0, 2]])
+    out = aggregate_video_features({
+        "feature": feat, "probs": torch.ones(5, 2) / 2, "video_idx": torch.tensor([0, 0, 1, 1, 2]),
+        "clip_idx": torch.tensor([0, 1, 0, 1, 0]), "label": torch.tensor([0, 0, 1, 1, 2]),
+        "valid": torch.tensor([True, False, False, False, True]),
+    })
+    assert out["video_idx"].tolist() == [0, 2]  # video 1 has no valid clip: no row
+    torch.testing.assert_close(out["features"], torch.tensor([[1.0, 0], [4.0, 2]]))  # not (1+9)/2
+    assert out["num_clips"].tolist() == [1, 1] and out["num_failed_clips"].tolist() == [1, 0]
+    assert out["failed_video_idx"].tolist() == [1] and out["failed_clips"].tolist() == [[0, 1], [1, 0], [1, 1]]
+    assert out["labels"].tolist() == [0, 2]
+
+
+def test_predict_skips_a_video_broken_after_setup(tiny_synthetic_root, tmp_path):
+    import shutil
+
+    from p3d_lightning.data.dataset import BadVideoWarning
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic_root, root)
+    dm = tiny_datamodule(str(root), num_eval_clips=2)
+    dm.setup("predict")
+    videos = dm.predict_dataset.videos
+    broken = videos[2]
+    open(broken.path, "wb").close()  # truncated after indexing
+    model = P3DClassifier("p3d_tiny", num_classes=4)
+    writer = FeatureWriter(output_dir=str(tmp_path / "feats"), filename="f")
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[writer])
+    with pytest.warns(BadVideoWarning, match="1 videos have no features"):
+        trainer.predict(model, datamodule=dm, return_predictions=False)
+    data = load_features(writer.output_path)
+    assert broken.video_id not in data["video_ids"]  # no substitute's feature under its name
+    assert data["video_ids"] == [v.video_id for v in videos if v is not broken]
+    assert data["num_clips"].tolist() == [2] * (len(videos) - 1)
+    assert data["labels"].tolist() == [v.label for v in videos if v is not broken]
+    assert writer.failed_video_ids == [broken.video_id]
+    failures = json.loads(open(writer.manifest_path).read())["decode_failures"]
+    assert failures["num_failed_clips"] == 2 and failures["videos_without_features"] == [broken.video_id]
+    assert failures["videos_with_failed_clips"] == []
+
+
 @pytest.mark.parametrize("fmt", ["pt", "npz"])
 def test_predict_writes_features_ids_and_manifest(fmt, tiny_synthetic_root, tmp_path):
     dm = tiny_datamodule(str(tiny_synthetic_root), num_eval_clips=3)

@@ -168,3 +168,44 @@ def test_bf16_temporal_conv_gradients_are_finite():
         out.float().sum().backward()
         bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         assert not bad, bad
+
+
+def test_evaluation_leaves_out_a_video_broken_after_setup(tiny_synthetic_root, tmp_path):
+    """A test video that breaks after indexing: its clips are excluded, it counts as a miss,
+    no other video gains a clip, and the failure is logged and named."""
+    import shutil
+
+    from p3d_lightning.data.dataset import BadVideoWarning
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic_root, root)
+    dm = tiny_datamodule(str(root), num_eval_clips=2, batch_size=2)  # one batch holds only the broken clips
+    dm.setup("validate")
+    ds = dm.val_dataset
+    torch.manual_seed(0)
+    model = P3DClassifier("p3d_tiny", num_classes=4).eval()
+    with torch.no_grad():
+        model.model.fc.weight.mul_(50)  # informative, varied predictions
+        probs = model(torch.stack([ds[i]["clip"] for i in range(len(ds))])).softmax(1).view(8, 2, 4)  # (V, clips, K)
+    labels = torch.tensor([v.label for v in ds.videos])
+    broken = 4  # a video the model gets right
+    others = torch.arange(8) != broken
+    clip_hits = probs.argmax(2) == labels[:, None]  # (V, clips)
+    video_hits = probs.mean(1).argmax(1) == labels
+    expected_clip = clip_hits[others].float().mean().item()
+    expected_video = (video_hits & others).float().sum().item() / 8  # the broken video is a miss
+    assert video_hits[broken] and 0 < expected_video < video_hits.float().mean()  # breaking it must cost a hit
+
+    open(ds.videos[broken].path, "wb").close()  # truncated after indexing
+    with pytest.warns(BadVideoWarning) as record:
+        res = tiny_trainer(tmp_path).validate(model, datamodule=dm, verbose=False)[0]
+    assert res["val/failed_clips"] == 2 and res["val/failed_videos"] == 1
+    assert res["val/num_videos"] == 8  # not silently dropped from the denominator
+    assert res["val/clip_acc1"] == pytest.approx(expected_clip, abs=1e-6)
+    assert res["val/video_acc1"] == pytest.approx(expected_video, abs=1e-6)
+    summary = [str(w.message) for w in record if "left out of val metrics" in str(w.message)]
+    assert len(summary) == 1 and ds.videos[broken].path in summary[0] and "count as misses" in summary[0]
+    # the loss is over the valid clips only
+    valid_probs = probs[others].reshape(-1, 4)
+    expected_loss = torch.nn.functional.nll_loss(valid_probs.log(), labels[others].repeat_interleave(2))
+    assert res["val/loss"] == pytest.approx(expected_loss.item(), rel=1e-4)

@@ -42,9 +42,16 @@ class VideoDataModule(pl.LightningDataModule):
     (``num_eval_clips`` uniformly spaced clips per video, each a sample).
 
     Batches are dicts: ``clip`` float ``(N, C, T, H, W)``, ``label``, ``video_idx``,
-    ``clip_idx`` long ``(N,)``. ``val``, ``test`` and ``predict`` all use the official test
-    list of ``split`` (UCF101 and HMDB51 have no separate validation set; Kinetics uses its
-    validation CSV).
+    ``clip_idx`` long ``(N,)`` and ``valid`` bool ``(N,)``. ``val``, ``test`` and ``predict``
+    all use the official test list of ``split`` (UCF101 and HMDB51 have no separate validation
+    set; Kinetics uses its validation CSV).
+
+    A clip that fails to decode after setup (a file broken or truncated since it was indexed)
+    is replaced by the same clip of the next readable video in training, but in val / test /
+    predict it keeps its own ids, gets a zero clip and ``valid=False``, so video-level metrics
+    and features never count it as a clip of another video (``VideoClipDataset``'s
+    ``on_decode_error``). ``decode_failures()`` lists the files; with ``strict=True`` the
+    first failure raises instead.
 
     Args:
         dataset: "synthetic" | "ucf101" | "hmdb51" | "kinetics" | "folder".
@@ -66,7 +73,8 @@ class VideoDataModule(pl.LightningDataModule):
         batch_size, eval_batch_size: loader batch sizes (eval defaults to ``batch_size``).
         num_workers, persistent_workers: DataLoader workers.
         normalization: "imagenet" (mean/std) or "caffe" (BGR 0-255 minus mean; P3D-199 weights).
-        strict: raise on the first bad video (naming it) instead of skipping it.
+        strict: raise on the first bad video (naming it) instead of skipping it, or, during a
+            run, instead of substituting / marking its clip invalid.
         quarantine_file: ``p3d-prescan`` output; listed videos are skipped. Default: use
             ``<root>/p3d_quarantine.txt`` if it exists.
         seed: seed of clip sampling and augmentation (per sample from ``(seed, epoch, index)``).

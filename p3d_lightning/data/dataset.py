@@ -12,28 +12,43 @@ calls it from Lightning's per-epoch ``set_epoch`` hook.
 
 Bad input: videos that are quarantined, absent, empty or fail the index probe are dropped at
 construction (one ``BadVideoWarning`` per file; ``skipped`` lists them, ``num_skipped``
-counts them); with ``strict=True`` the first one raises instead, naming the file. A video
-that only fails while decoding a clip (e.g. corrupt in the middle) is replaced by a clip of the
-next readable video (deterministic; label and ``video_idx`` are the substitute's), warned
-about once per file and process, appended to ``failure_log`` if set, and raised in strict mode.
+counts them); with ``strict=True`` the first one raises instead, naming the file.
+
+A video that only fails while decoding a clip (corrupt in the middle, or broken after
+indexing) is handled by ``on_decode_error``:
+
+- ``"substitute"`` (training default): the same clip of the next readable video is returned
+  (deterministic; label and ``video_idx`` are the substitute's), so a long run never dies on
+  one bad file. Harmless in training, where a clip is just one more example.
+- ``"mark_invalid"`` (evaluation default): the sample keeps its own ``video_idx``,
+  ``clip_idx`` and label, its clip is all zeros of the usual shape (so batches still
+  collate), and ``valid`` is ``False``. Metrics and feature extraction drop such clips
+  instead of counting a substitute as an extra clip of another video.
+- ``"raise"`` (what ``strict=True`` selects): ``DecodeError`` naming the file.
+
+Either way the failure is warned about once per file and process, kept in
+``runtime_failures`` and appended to ``failure_log`` if set. Every sample carries ``valid``
+(``True`` unless marked invalid), so train and eval batches have the same keys.
 """
 from __future__ import annotations
 
 import os
 import random
 import warnings
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from .annotations import VideoRecord
-from .decode import DecodeError, VideoMeta, read_frames
+from .decode import DecodeError, VideoMeta, output_size, read_frames
 from .index import build_index
 from .sampling import derive_seed, eval_clip_indices, train_clip_indices
 from .transforms import ClipTransform
 
-__all__ = ["BadVideoWarning", "VideoClipDataset", "EpochSampler"]
+__all__ = ["BadVideoWarning", "DECODE_ERROR_POLICIES", "VideoClipDataset", "EpochSampler"]
+
+DECODE_ERROR_POLICIES = ("substitute", "mark_invalid", "raise")
 
 
 class BadVideoWarning(UserWarning):
@@ -41,7 +56,7 @@ class BadVideoWarning(UserWarning):
 
 
 class VideoClipDataset(Dataset):
-    """Clips of ``records`` as dicts ``{"clip": float (C, T, H, W), "label", "video_idx", "clip_idx"}``.
+    """Clips of ``records`` as dicts ``{"clip": float (C, T, H, W), "label", "video_idx", "clip_idx", "valid"}``.
 
     Args:
         records: annotated videos (``VideoRecord``: video_id, path, 0-based label).
@@ -57,6 +72,11 @@ class VideoClipDataset(Dataset):
         quarantine: absolute paths to skip.
         short_policy: ``"repeat_last"`` or ``"loop"`` for videos shorter than a clip.
         failure_log: file to append ``path<TAB>reason`` lines for decode failures found in workers.
+        max_substitutes: how many following videos ``"substitute"`` tries before raising.
+        on_decode_error: what a clip that fails to decode after indexing becomes:
+            ``"substitute"``, ``"mark_invalid"`` or ``"raise"`` (see the module docstring).
+            ``None`` (default): ``"raise"`` if ``strict``, else ``"substitute"`` for training and
+            ``"mark_invalid"`` for evaluation.
     """
 
     def __init__(
@@ -76,7 +96,13 @@ class VideoClipDataset(Dataset):
         short_policy: str = "repeat_last",
         failure_log: Optional[str] = None,
         max_substitutes: int = 8,
+        on_decode_error: Optional[Literal["substitute", "mark_invalid", "raise"]] = None,
     ):
+        if on_decode_error is None:
+            on_decode_error = "raise" if strict else ("substitute" if train else "mark_invalid")
+        if on_decode_error not in DECODE_ERROR_POLICIES:
+            raise ValueError(f"on_decode_error must be one of {DECODE_ERROR_POLICIES}, got {on_decode_error!r}")
+        self.on_decode_error = on_decode_error
         self.classes = list(classes)
         self.train = train
         self.clip_len, self.frame_stride = clip_len, frame_stride
@@ -139,14 +165,26 @@ class VideoClipDataset(Dataset):
         clip = read_frames(self.videos[video_idx].path, self.frame_indices(index), size=self.resize)  # (T, H, W, C)
         rng = random.Random(derive_seed(self.seed, self.epoch, index, 1)) if self.train else None
         return {"clip": self.transform(clip, rng), "label": self.videos[video_idx].label,
-                "video_idx": video_idx, "clip_idx": clip_idx}
+                "video_idx": video_idx, "clip_idx": clip_idx, "valid": True}
+
+    def _invalid(self, index: int) -> dict:
+        """Placeholder for a clip that failed to decode: its own ids and label, a zero clip."""
+        video_idx, clip_idx = divmod(index, self.num_clips)
+        meta = self.metas[video_idx]
+        h, w = output_size(meta.width, meta.height, self.resize)
+        black = torch.zeros(len(self.frame_indices(index)), h, w, 3, dtype=torch.uint8)  # (T, H, W, C)
+        # the transform gives the shape every other sample has (crop, channels); the values are zeroed
+        clip = torch.zeros_like(self.transform(black, random.Random(0)))  # (C, T, H, W)
+        return {"clip": clip, "label": self.videos[video_idx].label,
+                "video_idx": video_idx, "clip_idx": clip_idx, "valid": False}
 
     def _record_failure(self, path: str, reason: str) -> None:
         if path in self.runtime_failures:
             return
         self.runtime_failures[path] = reason
-        warnings.warn(f"video {path} failed to decode ({reason}); using a clip of another video instead",
-                      BadVideoWarning, stacklevel=3)
+        what = ("using a clip of another video instead" if self.on_decode_error == "substitute"
+                else "its clips are marked invalid and left out of metrics and features")
+        warnings.warn(f"video {path} failed to decode ({reason}); {what}", BadVideoWarning, stacklevel=3)
         if self.failure_log:
             try:
                 with open(self.failure_log, "a", encoding="utf-8") as f:
@@ -157,6 +195,14 @@ class VideoClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+        if self.on_decode_error == "raise":
+            return self._load(index)
+        if self.on_decode_error == "mark_invalid":
+            try:
+                return self._load(index)
+            except DecodeError as e:
+                self._record_failure(e.path, e.reason)
+                return self._invalid(index)
         video_idx, clip_idx = divmod(index, self.num_clips)
         n = len(self.videos)
         for k in range(min(n, self.max_substitutes + 1)):
@@ -164,8 +210,6 @@ class VideoClipDataset(Dataset):
             try:
                 return self._load(v * self.num_clips + clip_idx)
             except DecodeError as e:
-                if self.strict:
-                    raise
                 self._record_failure(e.path, e.reason)
         raise DecodeError(self.videos[video_idx].path,
                           f"this and the next {self.max_substitutes} videos all failed to decode")
@@ -173,7 +217,7 @@ class VideoClipDataset(Dataset):
     def __repr__(self) -> str:
         return (f"VideoClipDataset(videos={len(self.videos)}, classes={len(self.classes)}, train={self.train}, "
                 f"clip_len={self.clip_len}, frame_stride={self.frame_stride}, num_clips={self.num_clips}, "
-                f"resize={self.resize}, skipped={self.num_skipped})")
+                f"resize={self.resize}, skipped={self.num_skipped}, on_decode_error={self.on_decode_error!r})")
 
 
 class EpochSampler(DistributedSampler):
