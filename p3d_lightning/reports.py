@@ -501,8 +501,9 @@ def save_clip_predictions(
         max_batches: stop after this many batches (for quick looks; default: all).
 
     The file holds ``scores`` (M, K) float32 softmax, ``labels``, ``video_idx``, ``clip_idx``
-    (M,) int64, ``classes`` (class names, if the datamodule has them) and ``num_classes``.
-    Returns ``path``.
+    (M,) int64, ``valid`` (M,) bool (False for a clip that failed to decode; its scores are
+    those of the all-zero placeholder clip and :func:`protocol_metrics` ignores them),
+    ``classes`` (class names, if the datamodule has them) and ``num_classes``. Returns ``path``.
     """
     loaders = {"test": "test_dataloader", "val": "val_dataloader", "predict": "predict_dataloader"}
     if stage not in loaders:
@@ -514,7 +515,7 @@ def save_clip_predictions(
     device = torch.device(device)
     was_training = model.training
     model.eval().to(device)
-    scores, labels, videos, clips = [], [], [], []
+    scores, labels, videos, clips, valids = [], [], [], [], []
     try:
         for i, batch in enumerate(loader):
             if max_batches is not None and i >= max_batches:
@@ -530,6 +531,8 @@ def save_clip_predictions(
             labels.append(batch["label"].long().cpu())
             videos.append(batch["video_idx"].long().cpu())
             clips.append(batch["clip_idx"].long().cpu())
+            n = batch["label"].shape[0]
+            valids.append(batch["valid"].bool().cpu() if "valid" in batch else torch.ones(n, dtype=torch.bool))
     finally:
         model.train(was_training)
     if not scores:
@@ -540,6 +543,7 @@ def save_clip_predictions(
         "labels": torch.cat(labels),
         "video_idx": torch.cat(videos),
         "clip_idx": torch.cat(clips),
+        "valid": torch.cat(valids),
         "num_classes": int(score.shape[1]),
         "classes": list(getattr(datamodule, "classes", None) or []),
         "stage": stage,
@@ -600,7 +604,10 @@ def protocol_metrics(predictions: Mapping[str, Any]) -> Dict[str, float]:
     Clip hit@1 counts every clip once; video hit@k averages the softmax scores of all clips of
     a video, then ranks. Repeated ``(video_idx, clip_idx)`` pairs (padding of a distributed
     sampler) count once. Hit@5 on fewer than 5 classes is hit@K (``top_k_video`` says which).
-    Also returns ``num_clips``, ``num_videos``, ``num_classes``.
+    Clips marked invalid (``valid`` False: they failed to decode) are left out, and a video
+    with no valid clip counts as a miss, as in ``MultiClipAccuracy``. Also returns
+    ``num_clips`` (valid clips), ``num_videos``, ``num_classes``, ``num_failed_clips`` and
+    ``num_failed_videos``. Files written before ``valid`` existed count every clip as valid.
     """
     from p3d_lightning.metrics import dedup_clips, topk_correct, video_scores
 
@@ -608,18 +615,28 @@ def protocol_metrics(predictions: Mapping[str, Any]) -> Dict[str, float]:
     labels = torch.as_tensor(predictions["labels"]).long()
     video_idx = torch.as_tensor(predictions["video_idx"]).long()
     clip_idx = torch.as_tensor(predictions["clip_idx"]).long()
+    valid = predictions.get("valid")
+    valid = torch.ones_like(labels, dtype=torch.bool) if valid is None else torch.as_tensor(valid).bool()
     keep = dedup_clips(video_idx, clip_idx)
-    scores, labels, video_idx = scores[keep], labels[keep], video_idx[keep]
-    _, vscores, vlabels = video_scores(scores, labels, video_idx)
+    scores, labels, video_idx, valid = scores[keep], labels[keep], video_idx[keep], valid[keep]
+    _, vscores, vlabels = video_scores(scores, labels, video_idx, valid)
+    scored = ~torch.isnan(vscores).any(dim=1)  # videos with at least one valid clip
+    vscores = torch.nan_to_num(vscores, nan=0.0)
     num_classes = int(scores.shape[1])
+
+    def video_hit(k: int) -> float:
+        return 100.0 * (topk_correct(vscores, vlabels, k) & scored).float().mean().item()
+
     return {
-        "clip_hit1": 100.0 * topk_correct(scores, labels, 1).float().mean().item(),
-        "video_hit1": 100.0 * topk_correct(vscores, vlabels, 1).float().mean().item(),
-        "video_hit5": 100.0 * topk_correct(vscores, vlabels, 5).float().mean().item(),
+        "clip_hit1": 100.0 * topk_correct(scores[valid], labels[valid], 1).float().mean().item(),
+        "video_hit1": video_hit(1),
+        "video_hit5": video_hit(5),
         "top_k_video": min(5, num_classes),
-        "num_clips": int(scores.shape[0]),
+        "num_clips": int(valid.sum()),
         "num_videos": int(vlabels.shape[0]),
         "num_classes": num_classes,
+        "num_failed_clips": int((~valid).sum()),
+        "num_failed_videos": int((~scored).sum()),
     }
 
 

@@ -190,6 +190,37 @@ def test_protocol_metrics_by_hand():
     assert m["top_k_video"] == 5
 
 
+def test_protocol_metrics_leave_out_failed_clips():
+    """A clip that failed to decode (valid False) is not scored; a video with none left is a miss."""
+    scores = torch.tensor(
+        [
+            [0.9, 0.1, 0.0],  # video 0 clip 0: right
+            [0.0, 0.0, 1.0],  # video 0 clip 1: FAILED (placeholder scores, would flip the video)
+            [0.0, 0.0, 1.0],  # video 0 clip 2: wrong
+            [0.0, 1.0, 0.0],  # video 1 clip 0: FAILED; video 1 has no valid clip -> a miss
+            [0.0, 0.0, 1.0],  # video 2 clip 0: right (label 2)
+        ]
+    )
+    pred = {
+        "scores": scores,
+        "labels": torch.tensor([0, 0, 0, 1, 2]),
+        "video_idx": torch.tensor([0, 0, 0, 1, 2]),
+        "clip_idx": torch.tensor([0, 1, 2, 0, 0]),
+        "valid": torch.tensor([True, False, True, False, True]),
+    }
+    m = reports.protocol_metrics(pred)
+    assert m["num_clips"] == 3 and m["num_failed_clips"] == 2
+    assert m["num_videos"] == 3 and m["num_failed_videos"] == 1
+    assert m["clip_hit1"] == pytest.approx(200.0 / 3)  # clips 0 and 4 of the 3 valid ones
+    # video 0 valid mean (0.45, 0.05, 0.5): wrong; video 1: miss (no valid clip, although its
+    # placeholder scores would have been "right"); video 2: right
+    assert m["video_hit1"] == pytest.approx(100.0 / 3)
+    assert m["video_hit5"] == pytest.approx(200.0 / 3)  # top-3 of 3 classes: 0 and 2 hit, 1 is a miss
+    # without the mask every clip counts (files written before 'valid' existed)
+    old = {k: v for k, v in pred.items() if k != "valid"}
+    assert reports.protocol_metrics(old)["num_clips"] == 5
+
+
 def test_table2_labels_the_papers_rows():
     ours = {"p3d_tiny": {"clip_hit1": 50.0, "video_hit1": 60.0, "video_hit5": 100.0, "num_classes": 4, "num_videos": 8}}
     t2 = reports.table2(ours, dataset="synthetic")
@@ -234,9 +265,24 @@ def test_save_and_load_clip_predictions(tmp_path):
     assert torch.allclose(pred["scores"].sum(1), torch.ones(6))
     assert pred["video_idx"].tolist() == [0, 0, 0, 1, 1, 1]
     assert pred["classes"] == ["left", "right"] and pred["num_classes"] == 2
+    assert pred["valid"].tolist() == [True] * 6  # batches without 'valid': every clip decoded
     m = reports.protocol_metrics(pred)
     assert m["num_videos"] == 2 and m["num_clips"] == 6 and m["top_k_video"] == 2
     assert m["video_hit5"] == 100.0  # top-2 of 2 classes
+
+    class _OneFailed(_FakeDataModule):
+        def test_dataloader(self):
+            batches = super().test_dataloader()
+            for b in batches:
+                b["valid"] = torch.ones(2, dtype=torch.bool)
+            batches[1]["valid"][0] = False  # video 0, clip 2 failed to decode
+            return batches
+
+    pred = reports.load_clip_predictions(
+        reports.save_clip_predictions(net, _OneFailed(), tmp_path / "preds" / "failed.pt"))
+    assert pred["valid"].tolist() == [True, True, False, True, True, True]
+    m = reports.protocol_metrics(pred)
+    assert m["num_clips"] == 5 and m["num_failed_clips"] == 1 and m["num_failed_videos"] == 0
 
 
 def test_clip_prediction_errors(tmp_path):

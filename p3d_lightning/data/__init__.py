@@ -3,7 +3,7 @@ and the synthetic motion dataset."""
 from .annotations import (DATASETS, Annotations, VideoRecord, load_annotations, parse_folder, parse_hmdb51,
                           parse_kinetics, parse_ucf101)
 from .datamodule import VideoDataModule, read_quarantine
-from .dataset import BadVideoWarning, EpochSampler, VideoClipDataset
+from .dataset import DECODE_ERROR_POLICIES, BadVideoWarning, EpochSampler, VideoClipDataset
 from .decode import DecodeError, VideoMeta, probe_video, read_all_frames, read_frames, write_video
 from .index import build_index, default_cache_path
 from .sampling import clip_span, derive_seed, eval_clip_indices, eval_clip_starts, train_clip_indices
@@ -12,7 +12,8 @@ from .transforms import ClipTransform, normalize
 
 __all__ = [
     "DATASETS", "Annotations", "VideoRecord", "load_annotations", "parse_folder", "parse_hmdb51",
-    "parse_kinetics", "parse_ucf101", "VideoDataModule", "read_quarantine", "BadVideoWarning", "EpochSampler",
+    "parse_kinetics", "parse_ucf101", "VideoDataModule", "read_quarantine", "BadVideoWarning", "DECODE_ERROR_POLICIES",
+    "EpochSampler",
     "VideoClipDataset", "DecodeError", "VideoMeta", "probe_video", "read_all_frames", "read_frames",
     "write_video", "build_index", "default_cache_path", "clip_span", "derive_seed", "eval_clip_indices",
     "eval_clip_starts", "train_clip_indices", "class_names", "generate_synthetic_dataset", "pair_of",
