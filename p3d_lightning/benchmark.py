@@ -10,6 +10,8 @@ Public functions (also used by the ablation's callbacks):
   plain model, fp32 or bf16 autocast, NCDHW or channels_last_3d.
 - :func:`measure_data_pipeline` -- clips/s of the whole input pipeline (decode + sample +
   transform) through the data engineer's ``VideoDataModule`` with N workers.
+- :func:`check_fast_path_on_data` -- the fast path against plain fp32 on the test clips of a
+  trained checkpoint (top-1 agreement, logit difference, accuracy of each; ``--check``).
 
 ``p3d-bench`` (:func:`main`) runs them for the requested models and writes a table, CSV
 and JSON. ``p3d-bench --help`` lists the options; ``docs/speed.md`` has measured numbers.
@@ -788,6 +790,80 @@ def run_inference_benchmark(models: Sequence[Tuple[str, List[int]]], clip_shape:
     return rows
 
 
+@torch.no_grad()
+def check_fast_path_on_data(checkpoint: str | Path, config: str | Path, *, stage: str = "test",
+                            overrides: Optional[Dict[str, Any]] = None,
+                            max_batches: Optional[int] = None,
+                            fast_kwargs: Optional[Dict[str, Any]] = None,
+                            device: str | torch.device = "cpu",
+                            log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """The fast path against the plain fp32 model of a trained checkpoint, on real clips.
+
+    Loads the ``P3DClassifier`` in ``checkpoint`` and the data of the experiment YAML
+    ``config`` (``overrides``: dotted keys, e.g. ``{"data.root": "/data/ucf101"}``), runs every
+    clip of the ``stage`` loader (``"test"`` or ``"val"``) through the plain fp32 NCDHW model
+    and through :func:`optimize_for_inference` (``fast_kwargs``), and returns ``num_clips``,
+    ``top1_agreement``, ``max_abs_logit_diff``, ``max_rel_logit_diff`` (over the largest
+    |logit|), ``within_bf16_tol`` (the documented tolerance), ``clip_acc_fp32``,
+    ``clip_acc_fast``, ``precision`` and ``fused_ops``. Clips that failed to decode
+    (``valid`` False) are left out.
+    """
+    from p3d_lightning.cli import instantiate_from_config
+    from p3d_lightning.models.fastpath import (BF16_LOGIT_ATOL, BF16_LOGIT_RTOL,
+                                               optimize_for_inference)
+    from p3d_lightning.module import P3DClassifier
+
+    checkpoint, config = Path(checkpoint), Path(config)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    if not config.is_file():
+        raise FileNotFoundError(f"experiment config not found: {config}")
+    if stage not in ("test", "val"):
+        raise ValueError(f"stage must be 'test' or 'val', got {stage!r}")
+    _, datamodule, _ = instantiate_from_config(str(config), overrides=overrides)
+    module = P3DClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    device = torch.device(device)
+    plain = copy.deepcopy(module.model).float().to(device).eval()
+    plain = plain.to(memory_format=torch.contiguous_format)
+    fast = optimize_for_inference(plain, device=device, **(fast_kwargs or {}))
+    datamodule.prepare_data()
+    datamodule.setup("validate" if stage == "val" else "test")
+    loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
+    agree = total = right_plain = right_fast = 0
+    max_abs = max_ref = 0.0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        keep = batch["valid"].bool() if "valid" in batch else torch.ones(len(batch["label"]), dtype=torch.bool)
+        if not keep.any():
+            continue
+        x, y = batch["clip"][keep].to(device), batch["label"][keep].to(device)
+        ref, out = plain(x).float(), fast(x).float()
+        agree += int((ref.argmax(1) == out.argmax(1)).sum())
+        right_plain += int((ref.argmax(1) == y).sum())
+        right_fast += int((out.argmax(1) == y).sum())
+        total += int(y.numel())
+        max_abs = max(max_abs, float((ref - out).abs().max()))
+        max_ref = max(max_ref, float(ref.abs().max()))
+    if total == 0:
+        raise ValueError(f"{config}: the {stage} loader gave no decodable clip")
+    res = {
+        "checkpoint": str(checkpoint), "config": str(config), "stage": stage,
+        "arch": module.hparams.get("arch", ""), "num_clips": total,
+        "top1_agreement": agree / total, "max_abs_logit_diff": max_abs,
+        "max_rel_logit_diff": max_abs / max(max_ref, 1e-12),
+        "within_bf16_tol": max_abs <= BF16_LOGIT_RTOL * max_ref + BF16_LOGIT_ATOL,
+        "clip_acc_fp32": right_plain / total, "clip_acc_fast": right_fast / total,
+        "precision": fast.precision, "fused_ops": fast.fused_ops,
+        "device": str(device), "device_name": device_name(device),
+    }
+    log(f"[p3d-bench] {checkpoint}: {total} {stage} clips, top-1 agreement "
+        f"{100 * res['top1_agreement']:.2f}%, max |dlogit| {max_abs:.4f} "
+        f"({100 * res['max_rel_logit_diff']:.2f}% of max |logit|), clip acc fp32 "
+        f"{100 * res['clip_acc_fp32']:.2f}% vs fast ({res['precision']}) {100 * res['clip_acc_fast']:.2f}%")
+    return res
+
+
 def _write_outputs(out_dir: Path, stem: str, rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> Tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / f"{stem}.csv"
@@ -868,6 +944,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-settings", nargs="+", default=["fp32", "bf16-mixed_cl"],
                    help="fp32, fp32_cl, bf16-mixed, bf16-mixed_cl, 16-mixed_cl, and any of "
                         "them + '_ckpt' (activation checkpointing)")
+    g = p.add_argument_group("numerics of a trained checkpoint (--check)")
+    g.add_argument("--check", metavar="CKPT", default=None,
+                   help="compare the fast path with plain fp32 on the test clips of a trained "
+                        "checkpoint (top-1 agreement, logit difference, accuracy of each)")
+    g.add_argument("--config", default=None, help="the checkpoint's experiment YAML (for --check)")
+    g.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="dotted config overrides for --check, e.g. data.root=/data/ucf101")
+    g.add_argument("--stage", default="test", choices=["test", "val"])
+    g.add_argument("--max-batches", type=int, default=None)
     g = p.add_argument_group("input pipeline (--data)")
     g.add_argument("--data", action="store_true", help="measure the input pipeline instead")
     g.add_argument("--data-root", default=None,
@@ -918,13 +1003,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.width_mult = 0.25
     out_dir = Path(args.out_dir)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    mode = "train" if args.train else "data" if args.data else "infer"
+    mode = "train" if args.train else "data" if args.data else "check" if args.check else "infer"
     stem = f"bench_{mode}_{stamp}{('_' + args.tag) if args.tag else ''}"
     meta: Dict[str, Any] = {"argv": argv, "mode": mode, "time": stamp,
                             "load_average_start": load_average(), **environment_info(device)}
     print(f"[p3d-bench] {meta['device_name']} | torch {torch.__version__} | "
           f"{torch.get_num_threads()} threads | GLIBC_TUNABLES={meta['glibc_tunables'] or '-'} | "
           f"load {meta['load_average_start']}", flush=True)
+
+    if args.check:
+        from p3d_lightning.cli import parse_overrides
+
+        parser = build_parser()
+        if not args.config:
+            parser.error("--check needs --config (the checkpoint's experiment YAML)")
+        try:
+            overrides = parse_overrides(args.overrides)
+        except ValueError as err:
+            parser.error(str(err))
+        row = check_fast_path_on_data(args.check, args.config, stage=args.stage,
+                                      overrides=overrides or None, max_batches=args.max_batches,
+                                      device=device)
+        meta["load_average_end"] = load_average()
+        csv_path, json_path = _write_outputs(out_dir, stem, [row], meta)
+        print(f"[p3d-bench] wrote {csv_path} and {json_path}", flush=True)
+        return 0
 
     if args.data:
         rows = _run_data(args, out_dir)

@@ -231,6 +231,21 @@ def apply_overrides(raw: Dict[str, Any], overrides: Optional[Dict[str, Any]]) ->
     return raw
 
 
+def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
+    """``["data.root=/x", "trainer.max_steps=10"]`` -> ``{"data.root": "/x", "trainer.max_steps": 10}``.
+
+    Values are parsed as YAML (numbers, booleans, lists). Raises ``ValueError`` naming the
+    item when it has no ``=``.
+    """
+    out: Dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def instantiate_from_config(
     raw: Union[Dict[str, Any], str], source: str = "<config>",
     overrides: Optional[Dict[str, Any]] = None,

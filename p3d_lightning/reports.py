@@ -821,8 +821,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     save the per-clip test scores that ``03_table2_protocol.ipynb`` reads."""
     import argparse
 
-    import yaml
-
     parser = argparse.ArgumentParser(prog="python -m p3d_lightning.reports", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     cp = sub.add_parser("clip-predictions", help="run a checkpoint on a test loader and save per-clip scores")
@@ -833,12 +831,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cp.add_argument("--device", default="cpu")
     cp.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config overrides")
     args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            parser.error(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key] = yaml.safe_load(value)
+    from p3d_lightning.cli import parse_overrides
+
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     out = clip_predictions_from_checkpoint(args.ckpt, args.config, args.out, args.stage, overrides, args.device)
     metrics = protocol_metrics(load_clip_predictions(out))
     print(f"wrote {out}: clip hit@1 {metrics['clip_hit1']:.1f}%, video hit@1 {metrics['video_hit1']:.1f}%, "

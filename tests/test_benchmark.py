@@ -156,3 +156,43 @@ def test_bench_quick_data_writes_csv_json(tmp_path):
     rows, data_json = _read(tmp_path, "data")
     assert rows and float(rows[0]["clips_per_s"]) > 0
     assert "workers_needed" in data_json["meta"]
+
+
+def test_bench_check_trained_checkpoint(tiny_synthetic_root, tmp_path, monkeypatch):
+    """--check: plain fp32 vs the fast path on the test clips of a (briefly) trained checkpoint."""
+    import os
+
+    from p3d_lightning.cli import main as p3d_main
+
+    monkeypatch.chdir(tmp_path)
+    config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "experiments", "synthetic", "p3d.yaml")
+    sets = {"model.arch": "p3d_tiny", "data.root": str(tiny_synthetic_root), "data.num_classes": "4",
+            "data.resize": "[40, 52]", "data.crop_size": "32", "data.num_eval_clips": "2",
+            "data.batch_size": "4", "data.eval_batch_size": "8", "data.num_workers": "0",
+            "data.progress": "false"}
+    fit_args = ["fit", "--config", config, "--trainer.max_steps", "8", "--trainer.precision", "32-true",
+                "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+                "--checkpoint.dirpath", str(tmp_path / "ckpt"), "--features.output_dir", str(tmp_path / "f")]
+    for k, v in sets.items():
+        fit_args += [f"--{k}", v]
+    p3d_main(fit_args)
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    assert ckpt.is_file()
+    out = tmp_path / "bench"
+    assert benchmark.main(["--check", str(ckpt), "--config", config, "--out-dir", str(out),
+                           "--set", *[f"{k}={v}" for k, v in sets.items()]]) == 0
+    rows, data = _read(out, "check")
+    r = data["rows"][0]
+    assert r["num_clips"] == 16  # 8 test videos x 2 clips
+    assert r["arch"] == "p3d_tiny" and r["stage"] == "test"
+    assert 0.75 <= r["top1_agreement"] <= 1.0
+    assert r["within_bf16_tol"] is True and r["max_abs_logit_diff"] >= 0.0
+    assert 0.0 <= r["clip_acc_fp32"] <= 1.0 and 0.0 <= r["clip_acc_fast"] <= 1.0
+    from p3d_lightning.models.fusion import fusion_available
+    if fusion_available():  # the checked fast path is the fused one
+        assert r["fused_ops"]["conv_add_relu"] == 6
+    with pytest.raises(SystemExit):
+        benchmark.main(["--check", str(ckpt), "--out-dir", str(out)])  # no --config
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        benchmark.check_fast_path_on_data(tmp_path / "missing.ckpt", config)

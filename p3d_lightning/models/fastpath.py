@@ -225,7 +225,9 @@ class InferenceModel(nn.Module):
     format (a new tensor; the caller's input is never modified), runs the optimised network
     and returns fp32 outputs. Exposes ``forward``, ``forward_features`` and ``forward_head``
     when the wrapped network has them; other attributes (``num_features``, ``fc`` ...) are
-    looked up on the wrapped network.
+    looked up on the wrapped network. On the CPU ``forward`` and ``forward_features`` run the
+    fused graphs in ``fused`` (see :mod:`p3d_lightning.models.fusion`; ``fused_ops`` counts
+    what was fused), which share the wrapped network's weights.
     """
 
     def __init__(self, net: nn.Module, dtype: torch.dtype, channels_last: bool,

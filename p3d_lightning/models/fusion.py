@@ -252,7 +252,7 @@ def fuse_pointwise(net: nn.Module, method: str = "forward") -> fx.GraphModule:
               and len(user.args) == 2 and not user.kwargs and len(user.users) == 1
               and _is_relu(next(iter(user.users)), modules)):
             other = user.args[1] if user.args[0] is head else user.args[0]
-            if not isinstance(other, fx.Node):
+            if not isinstance(other, fx.Node) or other is head:  # x + x: nothing to fuse with
                 continue
             relu = next(iter(user.users))
             with graph.inserting_before(relu):
