@@ -50,7 +50,7 @@ MALLOC_TUNABLE = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1717986918
 # the plain fp32 eager model, NCDHW contiguous).
 INFERENCE_SETTINGS: Dict[str, Optional[Dict[str, Any]]] = {
     "fp32": None,
-    "fp32_cl": dict(dtype="fp32", fold_bn=False, channels_last=True),
+    "fp32_cl": dict(dtype="fp32", fold_bn=False, channels_last=True, fuse=False),
     "fp32_cl_fold": dict(dtype="fp32", fold_bn=True, channels_last=True, fuse=False),
     "bf16_autocast_cl": dict(dtype="bf16", autocast=True, fold_bn=False, channels_last=True),
     "bf16_fold_cl": dict(dtype="bf16", fold_bn=True, channels_last=True, fuse=False),
@@ -291,6 +291,10 @@ def measure_inference_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16
         "device_name": device_name(device),
         "precision": _precision_of(model),
         "channels_last": bool(getattr(model, "channels_last", False)),
+        "folded_bn": int(getattr(model, "folded_bn", 0) or 0),
+        # fused conv + ReLU / conv + add + ReLU calls and rewritten pools (CPU fast path)
+        "fused_ops": sum((getattr(model, "fused_ops", None) or {}).get(k, 0)
+                         for k in ("conv_relu", "conv_add_relu", "max_pool")),
         "batch_size": batch_size,
         "clip_shape": list(clip_shape),
         "torch_threads": torch.get_num_threads(),
@@ -887,7 +891,7 @@ def _write_outputs(out_dir: Path, stem: str, rows: List[Dict[str, Any]], meta: D
 
 
 INFER_COLS = [("model", "model", 0), ("batch_size", "bs", 0), ("setting", "setting", 0),
-              ("precision", "precision", 0), ("clips_per_s", "clips/s", 2),
+              ("precision", "precision", 0), ("fused_ops", "fused", 0), ("clips_per_s", "clips/s", 2),
               ("frames_per_s", "frames/s", 1), ("speedup_vs_fp32", "x fp32", 2),
               ("achieved_gflops", "GFLOP/s", 0), ("fraction_of_ceiling", "of ceiling", 2),
               ("batch_time_ms_median", "ms/batch", 0), ("peak_mem_mb", "peak MB", 0),

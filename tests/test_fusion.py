@@ -157,3 +157,31 @@ def test_untraceable_model_falls_back_or_raises_when_asked():
     if fusion_available():
         with pytest.raises(RuntimeError, match="cannot trace _Untraceable.forward"):
             optimize_for_inference(net, dtype="fp32", fuse=True)
+
+
+@needs_onednn
+def test_prepacked_weights_follow_in_place_updates_and_are_released():
+    import gc
+
+    from p3d_lightning.models import fusion
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8, 4, 6, 6, generator=g).to(torch.bfloat16).contiguous(memory_format=CL3)
+    w = torch.randn(16, 8, 1, 3, 3, generator=g).to(torch.bfloat16).contiguous(memory_format=CL3)
+    args = ([1, 1, 1], [0, 1, 1], [1, 1, 1], 1)
+    with torch.no_grad():
+        first = conv_pointwise(x, w, None, *args, "relu")
+        assert id(w) in fusion._PACKED  # packed once for this input shape
+        torch.testing.assert_close(first, torch.relu(F.conv3d(x, w, None, *args)), rtol=3e-2, atol=0.15)
+        w.mul_(-1)  # an in-place update must not reuse the stale packing
+        second = conv_pointwise(x, w, None, *args, "relu")
+        torch.testing.assert_close(second, torch.relu(F.conv3d(x, w, None, *args)), rtol=3e-2, atol=0.15)
+        assert not torch.equal(first, second)
+        # another input shape gets its own packing
+        x2 = torch.randn(1, 8, 2, 5, 5, generator=g).to(torch.bfloat16).contiguous(memory_format=CL3)
+        torch.testing.assert_close(conv_pointwise(x2, w, None, *args, "relu"),
+                                   torch.relu(F.conv3d(x2, w, None, *args)), rtol=3e-2, atol=0.15)
+    key = id(w)
+    del w
+    gc.collect()
+    assert key not in fusion._PACKED

@@ -19,13 +19,16 @@ computes argmax indices, and a strided maximum is ~3x faster for a (2,1,1) windo
 
 :func:`conv_pointwise` calls the fused oneDNN op only where it applies (a CPU tensor in
 fp32 or bf16, no autograd) and falls back to the plain ops otherwise (a CUDA tensor, an
-older PyTorch without the op), so a fused graph always runs, just not always faster.
-Inference only: the fused op has no backward.
+older PyTorch without the op), so a fused graph always runs, just not always faster. On the
+first call for an input shape it also pre-packs the weight into oneDNN's blocked layout
+(cached per weight and shape, repacked after an in-place update), which saves a reorder per
+call. Inference only: the fused op has no backward.
 """
 from __future__ import annotations
 
 import logging
 import operator
+import weakref
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -53,6 +56,37 @@ def fusion_available() -> bool:
 
 _HAS_FUSED_OP = fusion_available()
 
+# Weights pre-packed into oneDNN's blocked layout for a given input shape, so that the fused
+# op does not reorder them on every call (P3D-50 bf16 batch 8: +4-7% clips/s). Keyed on the
+# weight's id, dropped when the weight is garbage-collected (tensors cannot be weak dict keys:
+# their == is element-wise); an entry holds up to 4 (input shape, weight version) packings, so
+# a weight modified in place is packed again. Costs one extra copy of the packed weights.
+_PACKED: Dict[int, Dict[tuple, Optional[torch.Tensor]]] = {}
+_MAX_PACKED_SHAPES = 4
+
+
+def _packed_weight(x: torch.Tensor, weight: torch.Tensor, stride: List[int], padding: List[int],
+                   dilation: List[int], groups: int) -> torch.Tensor:
+    """``weight`` reordered for oneDNN and ``x``'s shape (cached); ``weight`` itself on failure."""
+    key = (tuple(x.shape), weight._version)
+    entries = _PACKED.get(id(weight))
+    if entries is None:
+        entries = _PACKED[id(weight)] = {}
+        weakref.finalize(weight, _PACKED.pop, id(weight), None)
+    packed = entries.get(key, False)
+    if packed is False:
+        reorder = {5: torch._C._nn.mkldnn_reorder_conv3d_weight,
+                   4: torch._C._nn.mkldnn_reorder_conv2d_weight}.get(weight.dim())
+        try:
+            packed = reorder(weight.detach().to_mkldnn(), padding, stride, dilation, groups,
+                             list(x.shape)) if reorder is not None else None
+        except (RuntimeError, TypeError):  # layout/dtype oneDNN cannot pre-pack: use as is
+            packed = None
+        if len(entries) >= _MAX_PACKED_SHAPES:
+            entries.clear()
+        entries[key] = packed
+    return weight if packed is None else packed
+
 
 def conv_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                    stride: List[int], padding: List[int], dilation: List[int], groups: int,
@@ -68,11 +102,12 @@ def conv_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
                                                  (x.requires_grad or weight.requires_grad))
             and (other is None or (other.dtype == x.dtype and other.device.type == "cpu"))):
         attr = "none" if unary == "none" else unary
+        w = _packed_weight(x, weight, stride, padding, dilation, groups)
         if other is None:
             return torch.ops.mkldnn._convolution_pointwise(
-                x, weight, bias, padding, stride, dilation, groups, attr, [], "")
+                x, w, bias, padding, stride, dilation, groups, attr, [], "")
         return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, other, weight, bias, padding, stride, dilation, groups, "add", None,
+            x, other, w, bias, padding, stride, dilation, groups, "add", None,
             None if unary == "none" else attr, [], "")
     out = _CONV_FN[x.dim() - 2](x, weight, bias, stride, padding, dilation, groups)
     if other is not None:
