@@ -110,6 +110,27 @@ def test_trainer_sets_epoch(root):
     assert model.seen == [0, 1, 2]
 
 
+def test_persistent_workers_draw_new_clips_every_epoch(root):
+    """Persistent workers (the default) see set_epoch: each epoch's batches equal the in-process ones."""
+    def epoch_batches(num_workers, epochs=2):
+        dm = _dm(root, num_workers=num_workers, persistent_workers=True)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        assert loader.persistent_workers == (num_workers > 0)
+        out = []
+        for epoch in range(epochs):
+            loader.sampler.set_epoch(epoch)  # what Lightning does at every epoch start
+            out.append(torch.cat([b["clip"] for b in loader]))
+        return out
+
+    in_process = epoch_batches(0)
+    with_workers = epoch_batches(1)
+    assert not torch.equal(in_process[0], in_process[1])  # new clips and crops each epoch
+    for epoch in range(2):
+        assert torch.equal(with_workers[epoch], in_process[epoch]), epoch
+    assert VideoDataModule(dataset="synthetic", root=str(root), num_classes=4).persistent_workers is True
+
+
 def test_predict_split_selects_the_videos_predict_covers(root):
     def ids(dm):
         dm.setup("predict")

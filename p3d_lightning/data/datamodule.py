@@ -71,7 +71,9 @@ class VideoDataModule(pl.LightningDataModule):
             official test list), ``train`` (the train list, evaluation clips and crops: features
             to train a linear classifier on, as the paper's transfer experiments) or ``all``.
         batch_size, eval_batch_size: loader batch sizes (eval defaults to ``batch_size``).
-        num_workers, persistent_workers: DataLoader workers.
+        num_workers, persistent_workers: DataLoader workers. Persistent workers (default) are
+            started once per loader instead of every epoch (the synthetic ablation: ~15% less
+            training time); they still draw new clips each epoch (``set_epoch`` is shared).
         normalization: "imagenet" (mean/std) or "caffe" (BGR 0-255 minus mean; P3D-199 weights).
         strict: raise on the first bad video (naming it) instead of skipping it, or, during a
             run, instead of substituting / marking its clip invalid.
@@ -102,7 +104,7 @@ class VideoDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         eval_batch_size: Optional[int] = None,
         num_workers: int = 2,
-        persistent_workers: bool = False,
+        persistent_workers: bool = True,
         normalization: str = "imagenet",
         predict_split: str = "test",
         strict: bool = False,
