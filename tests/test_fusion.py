@@ -185,3 +185,14 @@ def test_prepacked_weights_follow_in_place_updates_and_are_released():
     del w
     gc.collect()
     assert key not in fusion._PACKED
+
+
+@needs_onednn
+def test_fast_path_built_under_inference_mode(tiny_folded, clips):
+    """Lightning's predict builds the fast path inside torch.inference_mode (inference tensors)."""
+    net, _ = tiny_folded
+    with torch.inference_mode():
+        fast = optimize_for_inference(net, dtype="fp32")
+        out = fast(clips)
+    with torch.no_grad():
+        torch.testing.assert_close(out, net(clips), rtol=1e-4, atol=1e-4)

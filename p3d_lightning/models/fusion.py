@@ -68,7 +68,9 @@ _MAX_PACKED_SHAPES = 4
 def _packed_weight(x: torch.Tensor, weight: torch.Tensor, stride: List[int], padding: List[int],
                    dilation: List[int], groups: int) -> torch.Tensor:
     """``weight`` reordered for oneDNN and ``x``'s shape (cached); ``weight`` itself on failure."""
-    key = (tuple(x.shape), weight._version)
+    # inference tensors (made under torch.inference_mode, e.g. in Lightning's predict) have no
+    # version counter; they cannot be updated in place outside inference mode anyway
+    key = (tuple(x.shape), -1 if weight.is_inference() else weight._version)
     entries = _PACKED.get(id(weight))
     if entries is None:
         entries = _PACKED[id(weight)] = {}
