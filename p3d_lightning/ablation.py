@@ -77,6 +77,8 @@ RESULT_FIELDS = [
     "infer_precision",
     "infer_batch_size",
     "infer_threads",
+    "fast_path_top1_agreement",
+    "fast_path_max_rel_logit_diff",
     "paper_scale_shape",
     "paper_scale_clips_per_s",
     "paper_scale_frames_per_s",
@@ -321,6 +323,24 @@ def _check_output_dir(output: Path) -> None:
         raise AblationError(f"output folder {output} is not writable: {err}") from err
 
 
+def _fast_path_agreement(module: Any, datamodule: Any) -> Dict[str, Any]:
+    """Top-1 agreement of the fast path (what the speed column times) with plain fp32 on the test clips."""
+    import copy
+
+    import torch
+
+    from p3d_lightning.benchmark import compare_on_loader
+    from p3d_lightning.models.fastpath import optimize_for_inference
+
+    device = next(module.model.parameters()).device
+    plain = copy.deepcopy(module.model).float().eval().to(memory_format=torch.contiguous_format)
+    fast = optimize_for_inference(plain, device=device)
+    with torch.inference_mode():
+        cmp = compare_on_loader(plain, fast, datamodule.test_dataloader(), device=device)
+    return {"fast_path_top1_agreement": cmp["top1_agreement"],
+            "fast_path_max_rel_logit_diff": cmp["max_rel_logit_diff"]}
+
+
 def _paper_scale_speed(arch: str, in_channels: int, speed_cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Inference speed of the full-size architecture at the paper's input, on this machine."""
     import torch
@@ -486,6 +506,8 @@ def run_ablation(
             "wandb_dir": _wandb_dir(loggers),
             "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
         }
+        if speed_cfg.get("fast_path", True):  # the speed column's numerics, on this run's test clips
+            row.update(_fast_path_agreement(module, datamodule))
         if speed_cfg.get("paper_scale", True):
             arch = str(row["arch"])
             in_ch = int(str(row.get("clip_shape", "3")).split("x")[0])

@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -795,6 +795,44 @@ def run_inference_benchmark(models: Sequence[Tuple[str, List[int]]], clip_shape:
 
 
 @torch.no_grad()
+def compare_on_loader(plain: nn.Module, fast: nn.Module, loader: Iterable[Dict[str, Any]], *,
+                      device: str | torch.device = "cpu",
+                      max_batches: Optional[int] = None) -> Dict[str, Any]:
+    """Run every (valid) clip of ``loader``'s dict batches through ``plain`` and ``fast``.
+
+    Returns ``num_clips``, ``top1_agreement``, ``max_abs_logit_diff``, ``max_rel_logit_diff``
+    (over the largest |logit| of ``plain``), ``within_bf16_tol`` (the documented tolerance of
+    the fast path), ``clip_acc_fp32`` and ``clip_acc_fast`` (NaN-free: 0 clips gives zeros and
+    ``num_clips`` 0). Clips with ``valid`` False (failed to decode) are skipped.
+    """
+    from p3d_lightning.models.fastpath import BF16_LOGIT_ATOL, BF16_LOGIT_RTOL
+
+    device = torch.device(device)
+    agree = total = right_plain = right_fast = 0
+    max_abs = max_ref = 0.0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        n = len(batch["label"])
+        keep = batch["valid"].bool() if "valid" in batch else torch.ones(n, dtype=torch.bool)
+        if not keep.any():
+            continue
+        x, y = batch["clip"][keep].to(device), batch["label"][keep].to(device)
+        ref, out = plain(x).float(), fast(x).float()
+        agree += int((ref.argmax(1) == out.argmax(1)).sum())
+        right_plain += int((ref.argmax(1) == y).sum())
+        right_fast += int((out.argmax(1) == y).sum())
+        total += int(y.numel())
+        max_abs = max(max_abs, float((ref - out).abs().max()))
+        max_ref = max(max_ref, float(ref.abs().max()))
+    n = max(total, 1)
+    return {"num_clips": total, "top1_agreement": agree / n, "max_abs_logit_diff": max_abs,
+            "max_rel_logit_diff": max_abs / max(max_ref, 1e-12),
+            "within_bf16_tol": max_abs <= BF16_LOGIT_RTOL * max_ref + BF16_LOGIT_ATOL,
+            "clip_acc_fp32": right_plain / n, "clip_acc_fast": right_fast / n}
+
+
+@torch.no_grad()
 def check_fast_path_on_data(checkpoint: str | Path, config: str | Path, *, stage: str = "test",
                             overrides: Optional[Dict[str, Any]] = None,
                             max_batches: Optional[int] = None,
@@ -813,8 +851,7 @@ def check_fast_path_on_data(checkpoint: str | Path, config: str | Path, *, stage
     (``valid`` False) are left out.
     """
     from p3d_lightning.cli import instantiate_from_config
-    from p3d_lightning.models.fastpath import (BF16_LOGIT_ATOL, BF16_LOGIT_RTOL,
-                                               optimize_for_inference)
+    from p3d_lightning.models.fastpath import optimize_for_inference
     from p3d_lightning.module import P3DClassifier
 
     checkpoint, config = Path(checkpoint), Path(config)
@@ -833,34 +870,14 @@ def check_fast_path_on_data(checkpoint: str | Path, config: str | Path, *, stage
     datamodule.prepare_data()
     datamodule.setup("validate" if stage == "val" else "test")
     loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
-    agree = total = right_plain = right_fast = 0
-    max_abs = max_ref = 0.0
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        keep = batch["valid"].bool() if "valid" in batch else torch.ones(len(batch["label"]), dtype=torch.bool)
-        if not keep.any():
-            continue
-        x, y = batch["clip"][keep].to(device), batch["label"][keep].to(device)
-        ref, out = plain(x).float(), fast(x).float()
-        agree += int((ref.argmax(1) == out.argmax(1)).sum())
-        right_plain += int((ref.argmax(1) == y).sum())
-        right_fast += int((out.argmax(1) == y).sum())
-        total += int(y.numel())
-        max_abs = max(max_abs, float((ref - out).abs().max()))
-        max_ref = max(max_ref, float(ref.abs().max()))
-    if total == 0:
+    cmp = compare_on_loader(plain, fast, loader, device=device, max_batches=max_batches)
+    if cmp["num_clips"] == 0:
         raise ValueError(f"{config}: the {stage} loader gave no decodable clip")
-    res = {
-        "checkpoint": str(checkpoint), "config": str(config), "stage": stage,
-        "arch": module.hparams.get("arch", ""), "num_clips": total,
-        "top1_agreement": agree / total, "max_abs_logit_diff": max_abs,
-        "max_rel_logit_diff": max_abs / max(max_ref, 1e-12),
-        "within_bf16_tol": max_abs <= BF16_LOGIT_RTOL * max_ref + BF16_LOGIT_ATOL,
-        "clip_acc_fp32": right_plain / total, "clip_acc_fast": right_fast / total,
-        "precision": fast.precision, "fused_ops": fast.fused_ops,
-        "device": str(device), "device_name": device_name(device),
-    }
+    res = {"checkpoint": str(checkpoint), "config": str(config), "stage": stage,
+           "arch": module.hparams.get("arch", ""), **cmp,
+           "precision": fast.precision, "fused_ops": fast.fused_ops,
+           "device": str(device), "device_name": device_name(device)}
+    total, max_abs = res["num_clips"], res["max_abs_logit_diff"]
     log(f"[p3d-bench] {checkpoint}: {total} {stage} clips, top-1 agreement "
         f"{100 * res['top1_agreement']:.2f}%, max |dlogit| {max_abs:.4f} "
         f"({100 * res['max_rel_logit_diff']:.2f}% of max |logit|), clip acc fp32 "
