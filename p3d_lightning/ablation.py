@@ -603,13 +603,12 @@ def _log_table_to_wandb(output: Path, rows: List[Dict[str, Any]], group: str, pr
 
 
 def _parse_set(items: Sequence[str]) -> Dict[str, Any]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise AblationError(f"--set expects KEY=VALUE (dotted key), got {item!r}")
-        key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
-    return out
+    from p3d_lightning.cli import parse_overrides
+
+    try:
+        return parse_overrides(items)
+    except ValueError as err:
+        raise AblationError(str(err)) from err
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
