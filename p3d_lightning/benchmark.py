@@ -10,8 +10,9 @@ Public functions (also used by the ablation's callbacks):
   plain model, fp32 or bf16 autocast, NCDHW or channels_last_3d.
 - :func:`measure_data_pipeline` -- clips/s of the whole input pipeline (decode + sample +
   transform) through the data engineer's ``VideoDataModule`` with N workers.
-- :func:`check_fast_path_on_data` -- the fast path against plain fp32 on the test clips of a
-  trained checkpoint (top-1 agreement, logit difference, accuracy of each; ``--check``).
+- :func:`compare_fast_path` / :func:`check_fast_path_on_data` -- the fast path against plain
+  fp32 on real clips / on the test clips of a trained checkpoint (top-1 agreement, logit
+  difference, accuracy of each; ``--check``).
 
 ``p3d-bench`` (:func:`main`) runs them for the requested models and writes a table, CSV
 and JSON. ``p3d-bench --help`` lists the options; ``docs/speed.md`` has measured numbers.
@@ -794,42 +795,36 @@ def run_inference_benchmark(models: Sequence[Tuple[str, List[int]]], clip_shape:
     return rows
 
 
-@torch.no_grad()
-def compare_on_loader(plain: nn.Module, fast: nn.Module, loader: Iterable[Dict[str, Any]], *,
-                      device: str | torch.device = "cpu",
-                      max_batches: Optional[int] = None) -> Dict[str, Any]:
-    """Run every (valid) clip of ``loader``'s dict batches through ``plain`` and ``fast``.
+def compare_fast_path(model: nn.Module, loader: Iterable[Dict[str, Any]], *,
+                      device: str | torch.device = "cpu", max_batches: Optional[int] = None,
+                      fast_kwargs: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """``model`` as plain fp32 NCDHW against its :func:`optimize_for_inference` copy, on the
+    dict batches of ``loader`` (clips with ``valid`` False, i.e. failed to decode, skipped).
 
-    Returns ``num_clips``, ``top1_agreement``, ``max_abs_logit_diff``, ``max_rel_logit_diff``
-    (over the largest |logit| of ``plain``), ``within_bf16_tol`` (the documented tolerance of
-    the fast path), ``clip_acc_fp32`` and ``clip_acc_fast`` (NaN-free: 0 clips gives zeros and
-    ``num_clips`` 0). Clips with ``valid`` False (failed to decode) are skipped.
+    Returns :func:`~p3d_lightning.models.fastpath.compare_outputs`' keys (``num_clips``,
+    ``top1_agreement``, ``max_abs_diff``, ``max_rel_diff``, ``within_bf16_tol`` ...) with the
+    accuracies as ``clip_acc_fp32`` / ``clip_acc_fast``, plus the fast path's ``precision``
+    and ``fused_ops``. The caller's model is not modified.
     """
-    from p3d_lightning.models.fastpath import BF16_LOGIT_ATOL, BF16_LOGIT_RTOL
+    from p3d_lightning.models.fastpath import compare_outputs, optimize_for_inference
 
     device = torch.device(device)
-    agree = total = right_plain = right_fast = 0
-    max_abs = max_ref = 0.0
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        n = len(batch["label"])
-        keep = batch["valid"].bool() if "valid" in batch else torch.ones(n, dtype=torch.bool)
-        if not keep.any():
-            continue
-        x, y = batch["clip"][keep].to(device), batch["label"][keep].to(device)
-        ref, out = plain(x).float(), fast(x).float()
-        agree += int((ref.argmax(1) == out.argmax(1)).sum())
-        right_plain += int((ref.argmax(1) == y).sum())
-        right_fast += int((out.argmax(1) == y).sum())
-        total += int(y.numel())
-        max_abs = max(max_abs, float((ref - out).abs().max()))
-        max_ref = max(max_ref, float(ref.abs().max()))
-    n = max(total, 1)
-    return {"num_clips": total, "top1_agreement": agree / n, "max_abs_logit_diff": max_abs,
-            "max_rel_logit_diff": max_abs / max(max_ref, 1e-12),
-            "within_bf16_tol": max_abs <= BF16_LOGIT_RTOL * max_ref + BF16_LOGIT_ATOL,
-            "clip_acc_fp32": right_plain / n, "clip_acc_fast": right_fast / n}
+    plain = copy.deepcopy(model).float().to(device).eval().to(memory_format=torch.contiguous_format)
+    fast = optimize_for_inference(plain, device=device, **(fast_kwargs or {}))
+
+    def batches():
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                return
+            keep = batch["valid"].bool() if "valid" in batch else torch.ones(len(batch["label"]), dtype=torch.bool)
+            if keep.any():
+                yield batch["clip"][keep].to(device), batch["label"][keep]
+
+    res = compare_outputs(plain, fast, batches())
+    res["clip_acc_fp32"] = res.pop("acc_reference")
+    res["clip_acc_fast"] = res.pop("acc_candidate")
+    res.update(precision=fast.precision, fused_ops=fast.fused_ops)
+    return res
 
 
 @torch.no_grad()
@@ -844,14 +839,10 @@ def check_fast_path_on_data(checkpoint: str | Path, config: str | Path, *, stage
     Loads the ``P3DClassifier`` in ``checkpoint`` and the data of the experiment YAML
     ``config`` (``overrides``: dotted keys, e.g. ``{"data.root": "/data/ucf101"}``), runs every
     clip of the ``stage`` loader (``"test"`` or ``"val"``) through the plain fp32 NCDHW model
-    and through :func:`optimize_for_inference` (``fast_kwargs``), and returns ``num_clips``,
-    ``top1_agreement``, ``max_abs_logit_diff``, ``max_rel_logit_diff`` (over the largest
-    |logit|), ``within_bf16_tol`` (the documented tolerance), ``clip_acc_fp32``,
-    ``clip_acc_fast``, ``precision`` and ``fused_ops``. Clips that failed to decode
-    (``valid`` False) are left out.
+    and through :func:`optimize_for_inference` (``fast_kwargs``) with :func:`compare_fast_path`,
+    and returns its keys plus the checkpoint, config, stage, arch and device.
     """
     from p3d_lightning.cli import instantiate_from_config
-    from p3d_lightning.models.fastpath import optimize_for_inference
     from p3d_lightning.module import P3DClassifier
 
     checkpoint, config = Path(checkpoint), Path(config)
@@ -864,23 +855,21 @@ def check_fast_path_on_data(checkpoint: str | Path, config: str | Path, *, stage
     _, datamodule, _ = instantiate_from_config(str(config), overrides=overrides)
     module = P3DClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu")
     device = torch.device(device)
-    plain = copy.deepcopy(module.model).float().to(device).eval()
-    plain = plain.to(memory_format=torch.contiguous_format)
-    fast = optimize_for_inference(plain, device=device, **(fast_kwargs or {}))
     datamodule.prepare_data()
     datamodule.setup("validate" if stage == "val" else "test")
     loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
-    cmp = compare_on_loader(plain, fast, loader, device=device, max_batches=max_batches)
-    if cmp["num_clips"] == 0:
-        raise ValueError(f"{config}: the {stage} loader gave no decodable clip")
+    try:
+        cmp = compare_fast_path(module.model, loader, device=device, max_batches=max_batches,
+                                fast_kwargs=fast_kwargs)
+    except ValueError as err:  # compare_outputs: no clips
+        raise ValueError(f"{config}: the {stage} loader gave no decodable clip") from err
     res = {"checkpoint": str(checkpoint), "config": str(config), "stage": stage,
            "arch": module.hparams.get("arch", ""), **cmp,
-           "precision": fast.precision, "fused_ops": fast.fused_ops,
            "device": str(device), "device_name": device_name(device)}
-    total, max_abs = res["num_clips"], res["max_abs_logit_diff"]
+    total, max_abs = res["num_clips"], res["max_abs_diff"]
     log(f"[p3d-bench] {checkpoint}: {total} {stage} clips, top-1 agreement "
         f"{100 * res['top1_agreement']:.2f}%, max |dlogit| {max_abs:.4f} "
-        f"({100 * res['max_rel_logit_diff']:.2f}% of max |logit|), clip acc fp32 "
+        f"({100 * res['max_rel_diff']:.2f}% of max |logit|), clip acc fp32 "
         f"{100 * res['clip_acc_fp32']:.2f}% vs fast ({res['precision']}) {100 * res['clip_acc_fast']:.2f}%")
     return res
 

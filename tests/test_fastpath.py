@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from p3d_lightning.models import create_model, fastpath
+from training_utils import randomize_bn
 from p3d_lightning.models.fastpath import (compare_outputs, find_conv_bn_pairs, fold_batchnorm,
                                            optimize_for_inference, resolve_dtype)
 
@@ -66,15 +67,7 @@ class SharedConvNet(nn.Module):
 
 
 def _randomize_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
-    return model.eval()
+    return randomize_bn(model, seed, mean_std=0.5, bias_std=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +141,12 @@ def test_bf16_path_agrees(tiny, clips, autocast):
     assert cmp["within_bf16_tol"], cmp
     # random weights give near-tied logits on some clips; a trained net agrees >= 99%
     assert cmp["top1_agreement"] >= 0.8, cmp
+    assert "acc_reference" not in cmp  # no labels given
+    # (clips, labels) batches add each model's accuracy: labels = the reference's own argmax
+    with torch.no_grad():
+        labels = tiny(clips).argmax(1)
+    cmp = compare_outputs(tiny, fast, [(clips[:8], labels[:8]), (clips[8:], labels[8:])])
+    assert cmp["acc_reference"] == 1.0 and cmp["acc_candidate"] == cmp["top1_agreement"]
     with torch.no_grad():
         torch.testing.assert_close(feats, tiny.forward_features(clips), rtol=0.05, atol=0.05)
 

@@ -10,28 +10,16 @@ from p3d_lightning.models import create_model
 from p3d_lightning.models.fastpath import fold_batchnorm, optimize_for_inference
 from p3d_lightning.models.fusion import (conv_pointwise, count_fused, fuse_pointwise, fusion_available,
                                          max_pool_t2_2d, temporal_max2)
+from training_utils import randomize_bn
 
 needs_onednn = pytest.mark.skipif(not fusion_available(), reason="no oneDNN fused conv in this build")
 CL3 = torch.channels_last_3d
 
 
-def _randomize_bn(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, so folding and fusion are exercised."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm3d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return net.eval()
-
-
 @pytest.fixture(scope="module")
 def tiny_folded():
     torch.manual_seed(0)
-    net = _randomize_bn(create_model("p3d_tiny", num_classes=7))
+    net = randomize_bn(create_model("p3d_tiny", num_classes=7))
     return net, fold_batchnorm(net)
 
 

@@ -4,19 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from p3d_lightning.models.units import UNIT_KINDS, UNIT_TYPES, Bottleneck, make_unit
-
-
-def _randomize(unit, seed=0):
-    """Random BN statistics/affine so that BN is not the identity; eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in unit.modules():
-        if isinstance(m, torch.nn.BatchNorm3d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return unit.eval()
+from training_utils import randomize_bn
 
 
 @pytest.mark.parametrize("kind", UNIT_KINDS)
@@ -76,7 +64,7 @@ def _expected(unit, x):
 
 @pytest.mark.parametrize("kind", UNIT_KINDS)
 def test_caffe_equations(kind):
-    unit = _randomize(make_unit(kind, 16, 8, 2), seed=1)
+    unit = randomize_bn(make_unit(kind, 16, 8, 2), seed=1)
     x = torch.randn(2, 16, 4, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(unit(x), _expected(unit, x))
@@ -94,12 +82,12 @@ def _temporal_input(unit, x):
 def test_order_of_s_and_t():
     x = torch.randn(1, 16, 4, 6, 6)
     for kind in ("A", "C"):  # cascade: T sees the S branch's ReLU(BN(S(u)))
-        unit = _randomize(make_unit(kind, 16, 8))
+        unit = randomize_bn(make_unit(kind, 16, 8))
         seen = _temporal_input(unit, x)
         with torch.no_grad():
             s = unit.relu(unit.bn2(unit.conv2(seen["s_in"])))
         torch.testing.assert_close(seen["in"], s)
-    unit = _randomize(make_unit("B", 16, 8))  # parallel: S and T see the same u
+    unit = randomize_bn(make_unit("B", 16, 8))  # parallel: S and T see the same u
     seen = _temporal_input(unit, x)
     torch.testing.assert_close(seen["in"], seen["s_in"])
 
@@ -107,20 +95,20 @@ def test_order_of_s_and_t():
 def test_temporal_weights_change_output_and_2d_is_per_frame():
     x = torch.randn(1, 16, 4, 6, 6)
     for kind in ("A", "B", "C"):
-        unit = _randomize(make_unit(kind, 16, 8))
+        unit = randomize_bn(make_unit(kind, 16, 8))
         with torch.no_grad():
             y0 = unit(x)
             unit.conv3.weight.mul_(-1.5)
             assert not torch.allclose(unit(x), y0), kind
     # a 2D unit mixes nothing across frames: frame t of the output depends only on frame t
-    unit = _randomize(make_unit("2D", 16, 8))
+    unit = randomize_bn(make_unit("2D", 16, 8))
     with torch.no_grad():
         torch.testing.assert_close(unit(x)[:, :, 1:2], unit(x[:, :, 1:2]))
 
 
 def test_c_is_half_half():
     """With T zeroed out, C outputs ReLU(0.5 * s) before the restore: half of the 2D unit's S path."""
-    unit_c = _randomize(make_unit("C", 16, 8))
+    unit_c = randomize_bn(make_unit("C", 16, 8))
     with torch.no_grad():
         unit_c.conv3.weight.zero_()
         unit_c.bn3.bias.zero_()

@@ -1,4 +1,4 @@
-"""Shared helpers of the training-system tests: a tiny synthetic video set and tiny runs."""
+"""Shared test helpers: a tiny synthetic video set, tiny runs, BN randomisation."""
 
 from __future__ import annotations
 
@@ -78,3 +78,19 @@ def loss_curve(model, loader, tmp: Path, steps: int, precision: str = "32-true")
     trainer = tiny_trainer(tmp, max_steps=steps, limit_val_batches=0, precision=precision, callbacks=[_Rec()])
     trainer.fit(model, train_dataloaders=loader)
     return losses
+
+
+def randomize_bn(model, seed: int = 0, mean_std: float = 0.1, bias_std: float = 0.1):
+    """Random BatchNorm3d statistics and affine parameters (so BN is not the identity); eval mode."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * mean_std)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * bias_std)
+    return model.eval()

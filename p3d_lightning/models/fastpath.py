@@ -418,17 +418,18 @@ def _build_fused(net: nn.Module, strict: bool) -> Dict[str, nn.Module]:
 # --------------------------------------------------------------------------------------
 @torch.no_grad()
 def compare_outputs(reference: nn.Module, candidate: nn.Module,
-                    clips: torch.Tensor | Iterable[torch.Tensor],
+                    clips: torch.Tensor | Iterable[torch.Tensor | Tuple[torch.Tensor, torch.Tensor]],
                     batch_size: int = 8) -> Dict[str, float]:
     """Compare two models' logits on the same clips.
 
-    ``clips`` is a tensor ``(N, C, T, H, W)`` or an iterable of batches. Returns
-    ``top1_agreement`` (fraction of clips with the same argmax), ``max_abs_diff``,
-    ``max_rel_diff`` (max |diff| divided by max |reference logit|), ``num_clips`` and
-    ``within_bf16_tol`` (every logit within ``BF16_LOGIT_RTOL * max|ref| + BF16_LOGIT_ATOL``)
-    and ``num_nonfinite`` (clips whose candidate logits contain inf/NaN, e.g. fp16 overflow;
-    ``max_abs_diff`` is then inf).
-    The reference is put in eval mode (restored afterwards).
+    ``clips`` is a tensor ``(N, C, T, H, W)`` or an iterable of batches, each a clip tensor or
+    a ``(clips, labels)`` pair. Returns ``top1_agreement`` (fraction of clips with the same
+    argmax), ``max_abs_diff``, ``max_rel_diff`` (max |diff| divided by max |reference logit|),
+    ``num_clips`` and ``within_bf16_tol`` (every logit within ``BF16_LOGIT_RTOL * max|ref| +
+    BF16_LOGIT_ATOL``) and ``num_nonfinite`` (clips whose candidate logits contain inf/NaN, e.g.
+    fp16 overflow; ``max_abs_diff`` is then inf). With labels, also ``acc_reference`` and
+    ``acc_candidate`` (top-1 accuracy of each). The reference is put in eval mode (restored
+    afterwards).
     """
     was_training = reference.training
     reference.eval()
@@ -436,16 +437,22 @@ def compare_outputs(reference: nn.Module, candidate: nn.Module,
         batches = clips.split(batch_size)
     else:
         batches = clips
-    agree = total = nonfinite = 0
+    agree = total = nonfinite = right_ref = right_out = labelled = 0
     max_abs = 0.0
     max_ref = 0.0
     try:
-        for x in batches:
+        for batch in batches:
+            x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
             ref = reference(x).float()
             out = candidate(x).float()
             nonfinite += int((~torch.isfinite(out)).any(1).sum())
             agree += int((ref.argmax(1) == out.argmax(1)).sum())
             total += ref.shape[0]
+            if y is not None:
+                y = y.to(ref.device)
+                right_ref += int((ref.argmax(1) == y).sum())
+                right_out += int((out.argmax(1) == y).sum())
+                labelled += int(y.numel())
             diff = (ref - out).abs().max()
             max_abs = max(max_abs, float(diff) if torch.isfinite(diff) else float("inf"))
             max_ref = max(max_ref, float(ref.abs().max()))
@@ -453,7 +460,7 @@ def compare_outputs(reference: nn.Module, candidate: nn.Module,
         reference.train(was_training)
     if total == 0:
         raise ValueError("compare_outputs: no clips given")
-    return {
+    res = {
         "num_clips": total,
         "top1_agreement": agree / total,
         "max_abs_diff": max_abs,
@@ -461,6 +468,9 @@ def compare_outputs(reference: nn.Module, candidate: nn.Module,
         "within_bf16_tol": max_abs <= BF16_LOGIT_RTOL * max_ref + BF16_LOGIT_ATOL,
         "num_nonfinite": nonfinite,
     }
+    if labelled:
+        res.update(acc_reference=right_ref / labelled, acc_candidate=right_out / labelled)
+    return res
 
 
 __all__ = [
