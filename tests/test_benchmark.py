@@ -192,7 +192,16 @@ def test_bench_check_trained_checkpoint(tiny_synthetic_root, tmp_path, monkeypat
     from p3d_lightning.models.fusion import fusion_available
     if fusion_available():  # the checked fast path is the fused one
         assert r["fused_ops"]["conv_add_relu"] == 6
+    # --stage val --max-batches 1: only the first validation batch (eval batch size 8)
+    out_val = tmp_path / "bench_val"
+    assert benchmark.main(["--check", str(ckpt), "--config", config, "--out-dir", str(out_val),
+                           "--stage", "val", "--max-batches", "1",
+                           "--set", *[f"{k}={v}" for k, v in sets.items()]]) == 0
+    r_val = _read(out_val, "check")[1]["rows"][0]
+    assert r_val["stage"] == "val" and r_val["num_clips"] == 8
     with pytest.raises(SystemExit):
         benchmark.main(["--check", str(ckpt), "--out-dir", str(out)])  # no --config
+    with pytest.raises(SystemExit):  # a --set item without '='
+        benchmark.main(["--check", str(ckpt), "--config", config, "--out-dir", str(out), "--set", "data.root"])
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         benchmark.check_fast_path_on_data(tmp_path / "missing.ckpt", config)
