@@ -1,9 +1,11 @@
 """Tests for p3d_lightning.models.p3d_resnet: the trunk, the unit list, clip/crop sizes, tracing."""
+import math
+
 import pytest
 import torch
 
 from p3d_lightning.models import P3DResNet, block_kinds, create_model, format_block_kinds
-from p3d_lightning.models.p3d_resnet import scaled_width
+from p3d_lightning.models.p3d_resnet import caffe_pooled_len, scaled_width
 
 
 def test_mixed_unit_order_printed():
@@ -54,11 +56,56 @@ def test_any_allowed_clip_and_crop(shape):
         assert model.forward_features(torch.randn(1, 3, *shape)).shape == (1, model.num_features)
 
 
-def test_clip_too_short_says_what_is_allowed():
+def _prototxt_pooled_len(length: int, kernel_l: int = 2, stride_l: int = 2, pad_l: int = 0) -> int:
+    """pooling3d_layer.cpp, Reshape: float ceil of (L + 2 pad - k) / s, plus 1 (the clip of the
+    last window applies only with padding, and every P3D pool has pad_l 0)."""
+    return int(math.ceil(float(length + 2 * pad_l - kernel_l) / stride_l)) + 1
+
+
+# T after pool1 (stem), res2, res3, res4 pools: kernel_l 2, stride_l 2, pad_l 0 in all four
+# Pooling3D layers of deploy_p3d_resnet_kinetics.prototxt
+CAFFE_T = {15: (8, 4, 2, 1), 16: (8, 4, 2, 1), 18: (9, 5, 3, 2), 20: (10, 5, 3, 2),
+           24: (12, 6, 3, 2), 32: (16, 8, 4, 2)}
+
+
+@pytest.mark.parametrize("t", sorted(CAFFE_T))
+def test_temporal_pools_follow_the_prototxt_arithmetic(t):
+    lengths, x = [], t
+    for _ in range(4):
+        x = _prototxt_pooled_len(x)
+        lengths.append(x)
+    assert tuple(lengths) == CAFFE_T[t]
+    model = create_model("p3d_tiny").eval()
+    assert model.output_clip_len(t) == CAFFE_T[t][-1]
+    seen = {}
+    for name in ("maxpool", "tpool1", "tpool2", "tpool3", "layer4"):
+        getattr(model, name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.shape[2]))
+    with torch.no_grad():
+        model(torch.randn(1, 3, t, 32, 32))
+    assert (seen["maxpool"], seen["tpool1"], seen["tpool2"], seen["tpool3"]) == CAFFE_T[t]
+    assert seen["layer4"] == CAFFE_T[t][-1]  # res5 sees what res4's pool leaves
+
+
+def test_ceil_pools_keep_t16_identical_to_floor_pools():
+    """T = 16 halves exactly at every pool, so rounding up changes nothing there."""
+    model = create_model("p3d_tiny").eval()
+    x = torch.randn(2, 3, 16, 32, 32)
+    with torch.no_grad():
+        ceil_out = model(x)
+        for i in (1, 2, 3):
+            setattr(model, f"tpool{i}", torch.nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1), ceil_mode=False))
+        assert torch.equal(model(x), ceil_out)
+
+
+def test_clip_length_checks():
     model = create_model("p3d_tiny")
-    assert model.min_clip_len == 15 and model.output_clip_len(16) == 1 and model.output_clip_len(14) == 0
-    with pytest.raises(ValueError, match=r"T=8 is too short.*T >= 15"):
-        model(torch.randn(1, 3, 8, 32, 32))
+    # Caffe's ceil-mode pools take any T >= 1 (T = 1 stays 1 at every pool)
+    assert model.min_clip_len == 1 and model.output_clip_len(1) == 1 and model.output_clip_len(0) == 0
+    assert caffe_pooled_len(1, 2, 2) == 1 and caffe_pooled_len(9, 2, 2) == 5 and caffe_pooled_len(0, 2, 2) == 0
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 1, 32, 32)).shape == (1, 10)
+    with pytest.raises(ValueError, match=r"T=0 is too short.*T >= 1"):
+        model(torch.randn(1, 3, 0, 32, 32))
     with pytest.raises(ValueError, match="3 input channels"):
         model(torch.randn(1, 2, 16, 32, 32))
     with pytest.raises(ValueError, match="5-D clip"):
@@ -113,7 +160,7 @@ def test_fx_symbolic_trace_keeps_validation():
     with torch.no_grad():
         torch.testing.assert_close(gm(x), model(x))
     with pytest.raises(ValueError, match="too short"):
-        gm(torch.randn(1, 3, 4, 32, 32))
+        gm(torch.randn(1, 3, 0, 32, 32))
     # each BatchNorm is fed by exactly one conv whose output goes nowhere else (BN-foldable)
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
@@ -128,3 +175,23 @@ def test_train_step_runs():
     loss = torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 16, 32, 32)), torch.tensor([0, 2]))
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_caffe_init_follows_the_prototxt_fillers():
+    torch.manual_seed(0)
+    rgb = create_model("p3d_tiny", width_mult=0.5, init="caffe")
+    conv_w = torch.cat([m.weight.flatten() for m in rgb.modules() if isinstance(m, torch.nn.Conv3d)])
+    assert abs(conv_w.std().item() - 0.001) < 1e-4 and abs(conv_w.mean().item()) < 1e-4
+    assert abs(rgb.fc.weight.std().item() - 0.001) < 2e-4 and torch.all(rgb.fc.bias == 0)
+    assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0)
+               for m in rgb.modules() if isinstance(m, torch.nn.BatchNorm3d))
+    flow = create_model("p3d_tiny", width_mult=0.5, in_channels=2, init="caffe")
+    for m in flow.modules():
+        if isinstance(m, torch.nn.Conv3d):  # xavier: uniform +-sqrt(3 / fan_in)
+            bound = math.sqrt(3.0 / m.weight[0].numel())
+            assert m.weight.abs().max().item() <= bound
+            if m.weight.numel() > 2000:
+                assert m.weight.abs().max().item() > 0.9 * bound
+    assert abs(flow.fc.weight.std().item() - 0.001) < 2e-4  # the flow fc is gaussian too
+    with pytest.raises(ValueError, match="init must be one of"):
+        create_model("p3d_tiny", init="xavier")

@@ -11,6 +11,10 @@ Layout (official P3D-199 / P3D ResNet-50, input N x 3 x 16 x 160 x 160):
     res5   2D units, width 512                                  1x5x5
     head   adaptive average pool over (T, H, W) -> dropout -> fc
 
+Every pool rounds up, as Caffe's ``Pooling3D`` does (``ceil((T - k) / s) + 1``, no padding):
+T = 16 gives 8, 4, 2, 1 either way, but T = 18 gives 9, 5, 3, 2 (rounding down: 9, 4, 2, 1),
+so a longer clip keeps the frames the official network keeps. See :func:`caffe_pooled_len`.
+
 The kind of every block is decided up front by the pure function :func:`block_kinds`, so
 printing its result shows the network.
 """
@@ -25,7 +29,11 @@ from torch import nn
 
 from .units import UNIT_KINDS, Bottleneck, make_unit
 
-__all__ = ["P3DResNet", "block_kinds", "format_block_kinds", "scaled_width", "check_clip"]
+__all__ = ["P3DResNet", "block_kinds", "format_block_kinds", "scaled_width", "check_clip", "caffe_pooled_len",
+           "INITS"]
+
+#: Weight initialisations of :class:`P3DResNet` (``init=``).
+INITS = ("kaiming", "caffe")
 
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 
@@ -69,15 +77,16 @@ def scaled_width(width: int, width_mult: float, min_width: int = 8) -> int:
     return max(min_width, int(round(width * width_mult)))
 
 
-def _pooled_len(t: int, kernel: int, stride: int, ceil_mode: bool) -> int:
-    """Output length of a max pool without padding (PyTorch / Caffe arithmetic)."""
-    if kernel == 1 and stride == 1:
-        return t
-    if t < kernel and not (ceil_mode and t >= 1):
+def caffe_pooled_len(t: int, kernel: int, stride: int) -> int:
+    """Output length of an unpadded max pool in Caffe's arithmetic: ``ceil((t - kernel) / stride) + 1``.
+
+    This is ``Pooling3D``'s temporal formula (and Caffe's spatial one); ``nn.MaxPool3d`` with
+    ``ceil_mode=True`` and no padding gives the same length for every ``t >= 1``, including
+    ``t < kernel`` (one window over what there is). 0 for an empty input.
+    """
+    if t < 1:
         return 0
-    span = t - kernel
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    return max(out, 0)
+    return -(-(t - kernel) // stride) + 1
 
 
 @torch.fx.wrap
@@ -96,7 +105,7 @@ def check_clip(x: torch.Tensor, in_channels: int, min_clip_len: int) -> torch.Te
         raise ValueError(f"expected {in_channels} input channels (dim 1 of N, C, T, H, W), got shape {tuple(x.shape)}")
     if x.shape[2] < min_clip_len:
         raise ValueError(
-            f"clip length T={x.shape[2]} is too short: this network's temporal pools need "
+            f"clip length T={x.shape[2]} is too short: this network needs "
             f"T >= {min_clip_len} frames (any T >= {min_clip_len} works; got shape {tuple(x.shape)})"
         )
     return x
@@ -118,6 +127,12 @@ class P3DResNet(nn.Module):
         in_channels: 3 for RGB, 2 for optical flow.
         num_classes: classifier outputs.
         dropout: dropout probability before ``fc``.
+        zero_init_residual: last BN of every unit starts at gamma 0 (each unit the identity).
+        init: ``"kaiming"`` (default; He normal, fan_out, for convs, PyTorch's default for
+            ``fc``) or ``"caffe"``, the official deploy prototxts' fillers: convs gaussian
+            std 0.001 (RGB) or xavier (Caffe's: uniform +-sqrt(3 / fan_in)) when
+            ``in_channels == 2`` (the flow prototxt); ``fc`` gaussian std 0.001, bias 0;
+            BN gamma 1, beta 0. Used from scratch; loaders overwrite it.
 
     ``forward(x)`` returns logits (N, num_classes); ``forward_features(x)`` the globally
     average-pooled pool5 feature (N, num_features). With no temporal pooling at all (the
@@ -139,6 +154,7 @@ class P3DResNet(nn.Module):
         num_classes: int = 101,
         dropout: float = 0.5,
         zero_init_residual: bool = False,
+        init: str = "kaiming",
     ) -> None:
         super().__init__()
         if not (len(depths) == len(stages_2d) == len(temporal_pool) == len(widths)):
@@ -148,6 +164,8 @@ class P3DResNet(nn.Module):
             )
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.block_kinds = block_kinds(depths, unit_pattern, stages_2d)
@@ -171,7 +189,9 @@ class P3DResNet(nn.Module):
                 blocks.append(make_unit(kind, channels, width, stride))
                 channels = blocks[-1].out_channels
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-            self.add_module(f"tpool{i + 1}", nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1)) if pool else nn.Identity())
+            # ceil mode, as Caffe's Pooling3D: an odd T keeps its last frame (9 -> 5, not 4)
+            pool_layer = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1), ceil_mode=True) if pool else nn.Identity()
+            self.add_module(f"tpool{i + 1}", pool_layer)
         self.num_stages = len(self.block_kinds)
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool3d(1)
@@ -179,14 +199,28 @@ class P3DResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
         self.min_clip_len = self._min_clip_len()
         self.zero_init_residual = zero_init_residual
+        self.init = init
         self._init_weights()
 
     def _init_weights(self) -> None:
+        caffe = self.init == "caffe"
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if not caffe:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                elif self.in_channels == 2:
+                    # deploy_p3d_resnet_kinetics_flow.prototxt: weight_filler "xavier" on every
+                    # conv; Caffe's xavier is uniform(+-sqrt(3 / fan_in)), fan_in = C_in * kernel
+                    bound = (3.0 / m.weight[0].numel()) ** 0.5
+                    nn.init.uniform_(m.weight, -bound, bound)
+                else:
+                    # deploy_p3d_resnet_{kinetics,sports1m}.prototxt: gaussian std 0.001
+                    nn.init.normal_(m.weight, std=0.001)
             elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
+                nn.init.ones_(m.weight)  # the BN layers' slope_filler 1, bias_filler 0
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear) and caffe:
+                nn.init.normal_(m.weight, std=0.001)  # fc: gaussian 0.001 in all three prototxts
                 nn.init.zeros_(m.bias)
         if self.zero_init_residual:
             # Each residual unit starts as the identity (Goyal et al., 2017): stable training
@@ -196,11 +230,15 @@ class P3DResNet(nn.Module):
                     nn.init.zeros_(m.bn4.weight)
 
     def output_clip_len(self, clip_len: int) -> int:
-        """Temporal length entering the last stage for an input of ``clip_len`` frames (0 = too short)."""
-        t = _pooled_len(clip_len, 2, 2, ceil_mode=True) if self.stem_temporal_pool else clip_len
+        """Temporal length entering the head for an input of ``clip_len`` frames (0 = too short).
+
+        Caffe's arithmetic (:func:`caffe_pooled_len`) through the stem pool and every temporal
+        pool: 16 -> 8 -> 4 -> 2 -> 1, 18 -> 9 -> 5 -> 3 -> 2, 32 -> 16 -> 8 -> 4 -> 2.
+        """
+        t = caffe_pooled_len(clip_len, 2, 2) if self.stem_temporal_pool else max(int(clip_len), 0)
         for pool in self.temporal_pool:
             if pool:
-                t = _pooled_len(t, 2, 2, ceil_mode=False)
+                t = caffe_pooled_len(t, 2, 2)
         return t
 
     def _min_clip_len(self) -> int:
