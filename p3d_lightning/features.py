@@ -25,6 +25,10 @@ video. The manifest's ``decode_failures`` lists both kinds by video id, and the 
 Under DDP each rank writes its clips to ``<output_dir>/.<filename>.parts/rank<r>.pt``; after a
 barrier rank 0 merges them, drops the sampler's padding duplicates by
 ``(video_idx, clip_idx)`` and writes the outputs.
+
+Every file here holds only tensors, lists, strings and numbers, and is read back with
+``torch.load(weights_only=True)`` (``.npz`` with ``allow_pickle=False``): loading a feature
+file from someone else never runs code.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from p3d_lightning.data.dataset import BadVideoWarning
 from p3d_lightning.metrics import dedup_clips
 
-__all__ = ["FeatureWriter", "aggregate_video_features", "load_features"]
+__all__ = ["FeatureWriter", "aggregate_video_features", "load_features", "merge_shards", "read_torch_file"]
 
 _CLIP_KEYS = ("feature", "probs", "video_idx", "clip_idx")
 
@@ -92,17 +96,53 @@ def aggregate_video_features(parts: Dict[str, torch.Tensor]) -> Dict[str, torch.
     }
 
 
+def read_torch_file(path: Any, what: str, hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, errors naming the file.
+
+    Only tensors, dicts, lists, strings and numbers load; a pickle that would build any other
+    object (and so could run code) is refused, as is a truncated or non-torch file. Raises
+    ``FileNotFoundError`` or ``ValueError`` naming ``path`` and ``what`` was expected.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {what} at {path}" + (f": {hint}" if hint else ""))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refused, bad zip, truncated file: all mean "not a valid file"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"cannot read {what} {path}: not a torch file of plain tensors, lists, dicts, strings and "
+            f"numbers, or corrupt ({type(err).__name__}: {first[:300]})"
+            + (f"; {hint}" if hint else "")
+        ) from None
+
+
 def load_features(path: str) -> Dict[str, Any]:
-    """Read a file written by :class:`FeatureWriter` (``.pt`` or ``.npz``) as a dict of tensors."""
+    """Read a file written by :class:`FeatureWriter` (``.pt`` or ``.npz``) as a dict of tensors.
+
+    Safe on untrusted files: ``.pt`` is read with ``torch.load(weights_only=True)`` and ``.npz``
+    with ``allow_pickle=False``, so no pickled object is ever built. A corrupt file or one that
+    needs pickling raises ``ValueError`` naming it.
+    """
+    hint = "expected a file written by p3d predict (FeatureWriter)"
     if str(path).endswith(".npz"):
-        with np.load(path, allow_pickle=False) as data:
-            text = ("video_ids", "classes")
-            out: Dict[str, Any] = {k: torch.from_numpy(data[k]) for k in data.files if k not in text}
-            for k in text:
-                if k in data.files:
-                    out[k] = [str(s) for s in data[k]]
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no features at {path}: {hint}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                text = ("video_ids", "classes")
+                out: Dict[str, Any] = {k: torch.from_numpy(data[k]) for k in data.files if k not in text}
+                for k in text:
+                    if k in data.files:
+                        out[k] = [str(s) for s in data[k]]
+        except Exception as err:  # object arrays (pickles), bad zip, truncated arrays
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ValueError(f"cannot read features {path}: not an .npz of plain arrays, or corrupt "
+                             f"({type(err).__name__}: {first[:300]}); {hint}") from None
         return out
-    return torch.load(path, map_location="cpu", weights_only=False)
+    data = read_torch_file(path, "features", hint)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a {type(data).__name__}, not a dict of tensors; {hint}")
+    return data
 
 
 class FeatureWriter(BasePredictionWriter):
@@ -169,8 +209,7 @@ class FeatureWriter(BasePredictionWriter):
             trainer.strategy.barrier("features_parts_written")
         if rank == 0:
             if world > 1:
-                shards = [torch.load(self._parts_dir / f"rank{r}.pt", weights_only=False) for r in range(world)]
-                local = _concat([s for s in shards if s])
+                local = merge_shards(self._parts_dir, world)
                 shutil.rmtree(self._parts_dir, ignore_errors=True)
             self._write(trainer, pl_module, local)
         if world > 1:
@@ -252,6 +291,18 @@ def _failure_summary(agg: Dict[str, torch.Tensor], videos: Any) -> Dict[str, Any
         "videos_without_features": [_video_id(videos, int(i)) for i in agg["failed_video_idx"]],
         "policy": "clips that failed to decode are not averaged in; videos with no valid clip have no row",
     }
+
+
+def merge_shards(parts_dir: Any, world: int) -> Dict[str, torch.Tensor]:
+    """Concatenate the per-rank clip files ``<parts_dir>/rank<r>.pt`` (r < ``world``), read
+    with ``weights_only=True``; a missing or unreadable shard raises naming it."""
+    shards = []
+    for r in range(world):
+        shard = read_torch_file(Path(parts_dir) / f"rank{r}.pt", f"rank {r}'s feature shard")
+        if not isinstance(shard, dict) or any(not isinstance(v, torch.Tensor) for v in shard.values()):
+            raise ValueError(f"{Path(parts_dir) / f'rank{r}.pt'}: expected a dict of tensors (a FeatureWriter shard)")
+        shards.append(shard)
+    return _concat([s for s in shards if s])
 
 
 def _concat(items: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:

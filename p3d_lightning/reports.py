@@ -577,20 +577,35 @@ def clip_predictions_from_checkpoint(
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     _, datamodule, _ = instantiate_from_config(str(config), overrides=overrides)
-    model = P3DClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    try:  # weights_only: a checkpoint from elsewhere can hold tensors and plain values, never code
+        model = P3DClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"cannot load checkpoint {checkpoint}: not a P3DClassifier checkpoint of plain tensors "
+                         f"and values, or corrupt ({type(err).__name__}: {first[:300]})") from None
     return save_clip_predictions(model, datamodule, path, stage=stage, device=device)
 
 
 def load_clip_predictions(path: PathLike) -> Dict[str, Any]:
-    """Read a file written by :func:`save_clip_predictions` (checks its keys and shapes)."""
+    """Read a file written by :func:`save_clip_predictions` (checks its keys and shapes).
+
+    Safe on untrusted files (``torch.load(weights_only=True)``: tensors and plain values only);
+    a corrupt file or one that would unpickle other objects raises ``ValueError`` naming it.
+    """
+    from p3d_lightning.features import read_torch_file
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no clip predictions at {path}: write them with reports.save_clip_predictions")
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    hint = "write them with reports.save_clip_predictions or `python -m p3d_lightning.reports clip-predictions`"
+    data = read_torch_file(path, "clip predictions", hint)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a {type(data).__name__}, not a dict of clip predictions; {hint}")
     need = ("scores", "labels", "video_idx", "clip_idx")
     missing = [k for k in need if k not in data]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}; expected {list(need)} (see save_clip_predictions)")
+    not_tensors = [k for k in need if not isinstance(data[k], torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{path}: {not_tensors} are not tensors; expected a file written by save_clip_predictions")
     m = data["scores"].shape[0]
     for key in need[1:]:
         if data[key].shape != (m,):
