@@ -75,6 +75,25 @@ def test_param_counts_pinned():
     assert count_params(_meta("p3d199_flow")) == 66_492_240 - 64 * 49  # one input channel less
 
 
+#: Learnable parameters of the official deploy prototxts (ZhaofanQiu/pseudo-3d-residual-networks,
+#: prototxt/deploy_p3d_resnet_*.prototxt), summed layer by layer from the files: Convolution
+#: (bias_term false) num_output x C_in x kernel, BN slope + bias, InnerProduct weight + bias.
+#: These are the only counts checked against an official file; the P3D ResNet-50 counts are
+#: computed from the layout (no official P3D-50 file exists; the paper gives only 98 MB).
+PROTOTXT_PARAM_COUNTS = {
+    ("p3d199", 400, 3): 66_492_240,  # deploy_p3d_resnet_kinetics.prototxt
+    ("p3d199_flow", 400, 2): 66_489_104,  # deploy_p3d_resnet_kinetics_flow.prototxt
+    ("p3d199", 487, 3): 66_670_503,  # deploy_p3d_resnet_sports1m.prototxt
+}
+
+
+@pytest.mark.parametrize("key", sorted(PROTOTXT_PARAM_COUNTS))
+def test_param_counts_equal_the_prototxts(key):
+    name, num_classes, in_channels = key
+    model = _meta(name, num_classes=num_classes, in_channels=in_channels)
+    assert count_params(model) == PROTOTXT_PARAM_COUNTS[key]
+
+
 def test_overrides():
     model = create_model("p3d_tiny", num_classes=4, dropout=0.0, width_mult=0.25, in_channels=2)
     assert (model.fc.out_features, model.dropout.p, model.conv1.out_channels, model.in_channels) == (4, 0.0, 16, 2)
