@@ -47,8 +47,9 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from p3d_lightning.data.dataset import BadVideoWarning
 from p3d_lightning.metrics import dedup_clips
+from p3d_lightning.models.weights import describe_load_error, read_torch_file
 
-__all__ = ["FeatureWriter", "aggregate_video_features", "load_features", "merge_shards", "read_torch_file"]
+__all__ = ["FeatureWriter", "aggregate_video_features", "load_features", "merge_shards"]
 
 _CLIP_KEYS = ("feature", "probs", "video_idx", "clip_idx")
 
@@ -96,26 +97,6 @@ def aggregate_video_features(parts: Dict[str, torch.Tensor]) -> Dict[str, torch.
     }
 
 
-def read_torch_file(path: Any, what: str, hint: str = "") -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU, errors naming the file.
-
-    Only tensors, dicts, lists, strings and numbers load; a pickle that would build any other
-    object (and so could run code) is refused, as is a truncated or non-torch file. Raises
-    ``FileNotFoundError`` or ``ValueError`` naming ``path`` and ``what`` was expected.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no {what} at {path}" + (f": {hint}" if hint else ""))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling refused, bad zip, truncated file: all mean "not a valid file"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(
-            f"cannot read {what} {path}: not a torch file of plain tensors, lists, dicts, strings and "
-            f"numbers, or corrupt ({type(err).__name__}: {first[:300]})"
-            + (f"; {hint}" if hint else "")
-        ) from None
-
-
 def load_features(path: str) -> Dict[str, Any]:
     """Read a file written by :class:`FeatureWriter` (``.pt`` or ``.npz``) as a dict of tensors.
 
@@ -135,9 +116,8 @@ def load_features(path: str) -> Dict[str, Any]:
                     if k in data.files:
                         out[k] = [str(s) for s in data[k]]
         except Exception as err:  # object arrays (pickles), bad zip, truncated arrays
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise ValueError(f"cannot read features {path}: not an .npz of plain arrays, or corrupt "
-                             f"({type(err).__name__}: {first[:300]}); {hint}") from None
+                             f"({describe_load_error(err)}); {hint}") from None
         return out
     data = read_torch_file(path, "features", hint)
     if not isinstance(data, dict):

@@ -580,9 +580,10 @@ def clip_predictions_from_checkpoint(
     try:  # weights_only: a checkpoint from elsewhere can hold tensors and plain values, never code
         model = P3DClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(f"cannot load checkpoint {checkpoint}: not a P3DClassifier checkpoint of plain tensors "
-                         f"and values, or corrupt ({type(err).__name__}: {first[:300]})") from None
+        from p3d_lightning.models.weights import describe_load_error
+
+        raise ValueError(f"cannot load checkpoint {checkpoint}: {describe_load_error(err)}; expected a "
+                         "P3DClassifier checkpoint written by `p3d fit`") from None
     return save_clip_predictions(model, datamodule, path, stage=stage, device=device)
 
 
@@ -592,7 +593,7 @@ def load_clip_predictions(path: PathLike) -> Dict[str, Any]:
     Safe on untrusted files (``torch.load(weights_only=True)``: tensors and plain values only);
     a corrupt file or one that would unpickle other objects raises ``ValueError`` naming it.
     """
-    from p3d_lightning.features import read_torch_file
+    from p3d_lightning.models.weights import read_torch_file
 
     path = Path(path)
     hint = "write them with reports.save_clip_predictions or `python -m p3d_lightning.reports clip-predictions`"

@@ -29,6 +29,8 @@ from .units import Bottleneck
 __all__ = [
     "CheckpointError",
     "LoadReport",
+    "describe_load_error",
+    "read_torch_file",
     "read_state_dict",
     "load_checkpoint",
     "inflate_imagenet_resnet",
@@ -84,6 +86,42 @@ def _preview(keys: Sequence[str], n: int = 4) -> str:
 # ----------------------------------------------------------------------------- reading
 
 
+def describe_load_error(err: BaseException) -> str:
+    """A one-line reason for a failed ``torch.load(weights_only=True)``.
+
+    For a pickle that needs other objects it is torch's "unsupported GLOBAL ..." line (what the
+    file tried to build), without torch's advice to retry with ``weights_only=False``, which
+    would run whatever the file holds.
+    """
+    text = str(err).strip()
+    if "Weights only load failed" in text:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln or ln.lower().startswith("unsupported")), None)
+        detail = detail or next((ln for ln in lines[1:] if "weights_only" not in ln and "torch.load" not in ln), "")
+        return ("refused: not a torch file of tensors and plain values only"
+                + (f" ({detail[:300]})" if detail else "") + "; nothing in it was run")
+    first = text.splitlines()[0] if text else ""
+    return f"{type(err).__name__}: {first[:300]}" if first else type(err).__name__
+
+
+def read_torch_file(path: Union[str, os.PathLike], what: str, hint: str = "") -> object:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors naming the file.
+
+    Only tensors, dicts, lists, tuples, strings and numbers load; a pickle that would build any
+    other object (and so could run code) is refused before anything of it runs, as is a
+    truncated or non-torch file. Raises ``FileNotFoundError`` or ``ValueError`` naming ``path``
+    and ``what`` was expected (``hint``: how to make a good one).
+    """
+    path = os.fspath(path)
+    tail = f"; {hint}" if hint else ""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {what} at {path}{tail}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refused, bad zip, truncated file: all mean "not a valid file"
+        raise ValueError(f"cannot read {what} {path}: {describe_load_error(err)}{tail}") from None
+
+
 def read_state_dict(path_or_sd: StateDictOrPath) -> Tuple[Dict[str, torch.Tensor], str]:
     """Read a state dict (``torch.load(weights_only=True)`` for paths) -> (state dict, source name).
 
@@ -99,7 +137,7 @@ def read_state_dict(path_or_sd: StateDictOrPath) -> Tuple[Dict[str, torch.Tensor
         try:
             obj = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as err:  # pickle, zip and weights_only errors all mean "unreadable"
-            raise CheckpointError(f"could not read checkpoint {source}: {type(err).__name__}: {err}") from err
+            raise CheckpointError(f"could not read checkpoint {source}: {describe_load_error(err)}") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
