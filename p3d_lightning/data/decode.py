@@ -33,6 +33,8 @@ __all__ = [
     "write_video",
     "output_size",
     "count_decodable_frames",
+    "FrameScan",
+    "scan_frames",
 ]
 
 Size = Union[None, int, Tuple[int, int], Sequence[int]]
@@ -79,10 +81,17 @@ def output_size(width: int, height: int, size: Size) -> Tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def _is_image_format(name: str) -> bool:
+    """FFmpeg's still-image demuxers: ``image2`` and the ``<codec>_pipe`` family (png_pipe, ...)."""
+    return any(n == "image2" or n.endswith("_pipe") for n in (name or "").split(","))
+
+
 def _open(path: str):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DecodeError(path, "file does not exist")
+    if os.path.isdir(path):
+        raise DecodeError(path, "is a directory, not a video file")
     if os.path.getsize(path) == 0:
         raise DecodeError(path, "file is empty (0 bytes)")
     try:
@@ -92,6 +101,12 @@ def _open(path: str):
     if not container.streams.video:
         container.close()
         raise DecodeError(path, "no video stream")
+    fmt = container.format.name
+    if _is_image_format(fmt):  # FFmpeg probes content, so a PNG renamed .mp4 opens as png_pipe
+        codec = container.streams.video[0].codec_context.name
+        container.close()
+        raise DecodeError(path, f"an image file ({codec} image, FFmpeg format {fmt}), not a video; "
+                                f"a still image renamed to {os.path.splitext(path)[1] or 'a video name'}?")
     return container
 
 
@@ -198,7 +213,10 @@ def read_frames(
 
     An index past the last decodable frame repeats the last frame the file has (so a video
     whose index overestimates its length still yields a clip); a file with no decodable frame
-    at or before the wanted range raises ``DecodeError`` naming the file.
+    at or before the wanted range raises ``DecodeError`` naming the file. So does a clip whose
+    decoding passes a frame the decoder flags corrupt (``frame.is_corrupt``: damaged bytes that
+    FFmpeg would otherwise conceal silently), from the keyframe it starts at to its last frame;
+    frames a seek decodes before that keyframe (leading B-frames) are not checked.
     """
     wanted = [int(i) for i in frame_indices]
     if not wanted:
@@ -226,7 +244,13 @@ def read_frames(
                 ti = 0  # next target to fill
                 prev = None  # (index, frame) of the newest decoded frame
                 landed_late = False
+                keyed = False  # a keyframe was decoded in this pass
                 for frame in container.decode(stream):
+                    keyed = keyed or frame.key_frame
+                    if frame.is_corrupt and keyed:
+                        idx = clock.index(frame.pts) if frame.pts is not None else "?"
+                        raise DecodeError(path, f"frame {idx} is corrupt (damaged data the decoder flagged); "
+                                                "`p3d-prescan --full` counts the corrupt frames of a file")
                     if frame.pts is None:
                         continue
                     idx = clock.index(frame.pts)
@@ -302,6 +326,33 @@ def count_decodable_frames(path: str) -> int:
         except _AV_ERRORS as e:
             raise DecodeError(path, f"{type(e).__name__} after {n} frames: {e}") from None
     return n
+
+
+@dataclass(frozen=True)
+class FrameScan:
+    """What a full decode of a video found: ``decoded`` frames and the presentation indices of
+    those the decoder flagged corrupt (``corrupt``, sorted)."""
+
+    decoded: int
+    corrupt: Tuple[int, ...]
+
+
+def scan_frames(path: str) -> FrameScan:
+    """Decode every frame (no colour conversion), counting the frames and noting the corrupt
+    ones (``frame.is_corrupt``); ``DecodeError`` if the file cannot be opened or decoding fails.
+    Used by ``p3d-prescan --full``."""
+    n, corrupt = 0, []
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        clock = _Clock(stream)
+        try:
+            for frame in container.decode(stream):
+                if frame.is_corrupt:
+                    corrupt.append(clock.index(frame.pts) if frame.pts is not None else n)
+                n += 1
+        except _AV_ERRORS as e:
+            raise DecodeError(path, f"{type(e).__name__} after {n} frames: {e}") from None
+    return FrameScan(decoded=n, corrupt=tuple(sorted(corrupt)))
 
 
 def write_video(
