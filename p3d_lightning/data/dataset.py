@@ -10,12 +10,14 @@ sample does not depend on the worker, the rank, or what was sampled before. ``se
 writes the epoch into shared memory, so persistent workers see it too; ``EpochSampler``
 calls it from Lightning's per-epoch ``set_epoch`` hook.
 
-Bad input: videos that are quarantined, absent, empty or fail the index probe are dropped at
-construction (one ``BadVideoWarning`` per file; ``skipped`` lists them, ``num_skipped``
-counts them); with ``strict=True`` the first one raises instead, naming the file.
+Bad input: videos that are quarantined, absent, empty or fail the index probe (not a video, a
+still image renamed as one, a directory) are dropped at construction (one ``BadVideoWarning``
+per file; ``skipped`` lists them, ``num_skipped`` counts them); with ``strict=True`` the first
+one that is not quarantined raises instead, naming the file. Quarantined files are skipped in
+strict mode too, so "``p3d-prescan``, then train strict" runs.
 
-A video that only fails while decoding a clip (corrupt in the middle, or broken after
-indexing) is handled by ``on_decode_error``:
+A video that only fails while decoding a clip (corrupt in the middle: a frame the decoder flags
+corrupt, or broken after indexing) is handled by ``on_decode_error``:
 
 - ``"substitute"`` (training default): the same clip of the next readable video is returned
   (deterministic; label and ``video_idx`` are the substitute's), so a long run never dies on
@@ -26,8 +28,9 @@ indexing) is handled by ``on_decode_error``:
   instead of counting a substitute as an extra clip of another video.
 - ``"raise"`` (what ``strict=True`` selects): ``DecodeError`` naming the file.
 
-Either way the failure is warned about once per file and process, kept in
-``runtime_failures`` and appended to ``failure_log`` if set. Every sample carries ``valid``
+Either way the failure is kept in ``runtime_failures`` and warned about once per file: once per
+process, and with ``failure_log`` set once across the DataLoader workers of a run too (the log
+is appended to, and a file already logged since the dataset was built is not warned again). Every sample carries ``valid``
 (``True`` unless marked invalid), so train and eval batches have the same keys.
 """
 from __future__ import annotations
@@ -67,7 +70,8 @@ class VideoClipDataset(Dataset):
         resize: decoder resize, ``None``, short side int or ``(H, W)``.
         transform: ``ClipTransform`` (crop, flip, normalise); default centre 160 crop, ImageNet.
         seed: base seed of all randomness.
-        strict: raise on the first bad video instead of skipping it.
+        strict: raise on the first bad video instead of skipping it (quarantined ones are
+            still skipped: the quarantine list is the decision to leave them out).
         index: ``{abs path: VideoMeta or reason}`` from ``build_index``; built (uncached) if None.
         quarantine: absolute paths to skip.
         short_policy: ``"repeat_last"`` or ``"loop"`` for videos shorter than a clip.
@@ -111,6 +115,8 @@ class VideoClipDataset(Dataset):
         self.transform = transform or ClipTransform(train=train, crop_size=160, horizontal_flip=False)
         self.seed, self.strict, self.short_policy = seed, strict, short_policy
         self.failure_log, self.max_substitutes = failure_log, max_substitutes
+        # failures logged before this point are earlier runs'; later lines come from this run's workers
+        self._log_start = _file_size(failure_log)
         if index is None:
             index = build_index([r.path for r in records], cache_path=None, progress=False)
         quarantine = {os.path.abspath(q) for q in quarantine}
@@ -126,8 +132,9 @@ class VideoClipDataset(Dataset):
                 self.videos.append(r)
                 self.metas.append(info)
                 continue
-            if strict:
-                raise DecodeError(path, f"{reason} (strict mode; pass strict=False to skip bad videos)")
+            if strict and reason != "quarantined":
+                raise DecodeError(path, f"{reason} (strict mode; pass strict=False to skip bad videos, "
+                                        "or list it with p3d-prescan)")
             self.skipped.append((path, reason))
             warnings.warn(f"skipping video {path}: {reason}", BadVideoWarning, stacklevel=2)
         # Per-process record of clips that failed to decode after indexing.
@@ -178,10 +185,23 @@ class VideoClipDataset(Dataset):
         return {"clip": clip, "label": self.videos[video_idx].label,
                 "video_idx": video_idx, "clip_idx": clip_idx, "valid": False}
 
+    def _logged_by_another_worker(self, path: str) -> bool:
+        if not self.failure_log:
+            return False
+        try:
+            with open(self.failure_log, "rb") as f:
+                f.seek(self._log_start)
+                tail = f.read().decode("utf-8", "replace")
+        except OSError:
+            return False
+        return any(line.split("\t", 1)[0] == path for line in tail.splitlines())
+
     def _record_failure(self, path: str, reason: str) -> None:
         if path in self.runtime_failures:
             return
         self.runtime_failures[path] = reason
+        if self._logged_by_another_worker(path):
+            return  # named once per run, not once per worker
         what = ("using a clip of another video instead" if self.on_decode_error == "substitute"
                 else "its clips are marked invalid and left out of metrics and features")
         warnings.warn(f"video {path} failed to decode ({reason}); {what}", BadVideoWarning, stacklevel=3)
@@ -218,6 +238,13 @@ class VideoClipDataset(Dataset):
         return (f"VideoClipDataset(videos={len(self.videos)}, classes={len(self.classes)}, train={self.train}, "
                 f"clip_len={self.clip_len}, frame_stride={self.frame_stride}, num_clips={self.num_clips}, "
                 f"resize={self.resize}, skipped={self.num_skipped}, on_decode_error={self.on_decode_error!r})")
+
+
+def _file_size(path: Optional[str]) -> int:
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0
 
 
 class EpochSampler(DistributedSampler):

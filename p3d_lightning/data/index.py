@@ -22,7 +22,7 @@ from .decode import DecodeError, VideoMeta, probe_video
 __all__ = ["INDEX_FILENAME", "default_cache_path", "build_index"]
 
 INDEX_FILENAME = ".p3d_index.json"
-_VERSION = 1
+_VERSION = 2  # 2: still images renamed as videos and directories are errors (re-probe old caches)
 
 
 def default_cache_path(root: str) -> str:

@@ -5,20 +5,28 @@ skips the listed videos: pass ``quarantine_file=...``, or leave it unset and it 
 ``<root>/p3d_quarantine.txt`` (the default output) by itself.
 
 Without ``--full`` each video is probed (container, frame count, first frame), which is what the
-datamodule's index does anyway; ``--full`` decodes every frame and also catches files that are
-corrupt or truncated in the middle (a video that decodes to less than 90% of its packets).
+datamodule's index does anyway: it finds absent, empty, truncated and non-video files, still
+images renamed as videos (a PNG named ``.mp4``) and directories named like videos. ``--full``
+decodes every frame and also catches files that are corrupt in the middle: frames the decoder
+flags corrupt (damaged bytes FFmpeg would otherwise conceal; the reason counts them) and files
+that decode to less than 90% of their packets.
+
+Without ``--dataset`` every entry under root whose name has a video extension is scanned,
+files and directories alike (the ``folder`` and ``kinetics`` layouts list such names too).
+Each bad file is named once, however many times the annotations list it.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Tuple
 
 from tqdm.auto import tqdm
 
 from .annotations import DATASETS, VIDEO_EXTENSIONS, load_annotations
-from .decode import DecodeError, count_decodable_frames, probe_video
+from .decode import DecodeError, probe_video, scan_frames
 
 __all__ = ["QUARANTINE_FILENAME", "check_video", "prescan", "write_quarantine", "main"]
 
@@ -30,9 +38,13 @@ def check_video(path: str, full: bool = False) -> Optional[str]:
     try:
         meta = probe_video(path, validate=True)
         if full:
-            n = count_decodable_frames(path)
-            if n < 0.9 * meta.num_frames:
-                return f"only {n} of {meta.num_frames} frames decode (corrupt or truncated)"
+            scan = scan_frames(path)
+            if scan.corrupt:
+                shown = ", ".join(str(i) for i in scan.corrupt[:5]) + (", ..." if len(scan.corrupt) > 5 else "")
+                return (f"{len(scan.corrupt)} of {scan.decoded} frames corrupt (damaged data; "
+                        f"frame{'s' if len(scan.corrupt) > 1 else ''} {shown})")
+            if scan.decoded < 0.9 * meta.num_frames:
+                return f"only {scan.decoded} of {meta.num_frames} frames decode (corrupt or truncated)"
     except DecodeError as e:
         return e.reason
     return None
@@ -59,10 +71,22 @@ def write_quarantine(path: str, bad: Sequence[Tuple[str, str]], root: str) -> No
 
 
 def _all_videos(root: str) -> List[str]:
+    """Every file or directory under ``root`` whose name has a video extension (a directory
+    named ``x.avi`` is listed, not entered: the datamodule would try to read it as a video).
+    Symlinked folders are followed, as the annotation parsers follow them (each real folder once)."""
     out = []
-    for d, subdirs, names in os.walk(root):
+    seen = set()
+    for d, subdirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(d)
+        if real in seen:  # a link cycle, or a second link to the same folder
+            subdirs[:] = []
+            continue
+        seen.add(real)
         subdirs.sort()
-        out += [os.path.join(d, n) for n in sorted(names) if os.path.splitext(n)[1].lower() in VIDEO_EXTENSIONS]
+        named_like_video = [n for n in subdirs if os.path.splitext(n)[1].lower() in VIDEO_EXTENSIONS]
+        subdirs[:] = [n for n in subdirs if n not in named_like_video]
+        entries = sorted(names + named_like_video)
+        out += [os.path.join(d, n) for n in entries if os.path.splitext(n)[1].lower() in VIDEO_EXTENSIONS]
     return out
 
 
@@ -91,7 +115,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write_quarantine(out, bad, a.root)
     for p, r in bad:
         print(f"BAD  {p}: {r}")
-    print(f"scanned {len(set(paths))} videos, {len(bad)} unreadable; quarantine list written to {out}")
+    corrupt = [int(m.group(1)) for _, r in bad for m in [re.match(r"(\d+) of \d+ frames corrupt", r)] if m]
+    extra = (f" ({len(corrupt)} with corrupt frames, {sum(corrupt)} corrupt frames in all)" if corrupt else "")
+    print(f"scanned {len({os.path.abspath(p) for p in paths})} videos, {len(bad)} unreadable{extra}; "
+          f"quarantine list written to {out}")
     return 0
 
 
