@@ -402,3 +402,199 @@ def write_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+# --------------------------------------------------------------------------------------------
+# Several clips from one decoding pass, keyframe positions, and re-encoding (p3d-prep).
+
+__all__ += ["read_clips", "keyframe_indices", "transcode_video", "TranscodeResult"]
+
+
+def keyframe_indices(path: str) -> list:
+    """Sorted presentation indices of the keyframes of ``path`` (demuxed packets, no decoding)."""
+    out = set()
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        clock = _Clock(stream)
+        try:
+            for packet in container.demux(stream):
+                if packet.size and packet.is_keyframe and packet.pts is not None:
+                    out.add(clock.index(packet.pts))
+        except _AV_ERRORS as e:
+            raise DecodeError(path, f"{type(e).__name__}: {e}") from None
+    return sorted(out)
+
+
+def read_clips(
+    path: str,
+    clips: Sequence[Sequence[int]],
+    size: Size = None,
+    *,
+    thread_type: Optional[str] = None,
+    keyframes: Optional[Sequence[int]] = None,
+) -> list:
+    """Several clips of one video from as few decoding passes as possible.
+
+    ``clips`` is a list of frame-index lists (each as ``read_frames`` takes them). Returns one
+    uint8 ``(T, H, W, C)`` tensor per clip, each equal to ``read_frames(path, clip, size)``: the
+    clips are merged into runs, each run is one ``read_frames`` call on the union of its
+    indices (one seek, one forward pass, every shared frame converted once), and split again.
+
+    Clips join the current run unless seeking would skip decoding: a new run starts only when
+    the keyframe at or before the next clip's first frame lies after the run's last frame.
+    ``keyframes`` (presentation indices, e.g. from ``keyframe_indices``) are read from the file
+    when not given; with ``keyframes=[]`` everything is one pass. For the 20 clips of an
+    evaluation video, which overlap or lie a few frames apart, that is one pass per video.
+    """
+    clips = [[int(i) for i in c] for c in clips]
+    if not clips or any(not c for c in clips):
+        raise ValueError("clips must be a non-empty list of non-empty frame-index lists")
+    if keyframes is None:
+        keyframes = keyframe_indices(path)
+    kf = sorted(int(k) for k in keyframes)
+
+    def keyframe_before(i: int) -> int:
+        lo, hi = 0, len(kf)
+        while lo < hi:  # last keyframe <= i
+            mid = (lo + hi) // 2
+            if kf[mid] <= i:
+                lo = mid + 1
+            else:
+                hi = mid
+        return kf[lo - 1] if lo else 0
+
+    order = sorted(range(len(clips)), key=lambda k: min(clips[k]))
+    runs: list = []  # [clip numbers]
+    run_last = -1
+    for k in order:
+        first, last = min(clips[k]), max(clips[k])
+        if runs and keyframe_before(first) <= run_last + 1:
+            runs[-1].append(k)
+            run_last = max(run_last, last)
+        else:
+            runs.append([k])
+            run_last = last
+    out: list = [None] * len(clips)
+    for run in runs:
+        union = sorted({i for k in run for i in clips[k]})
+        frames = read_frames(path, union, size=size, thread_type=thread_type)  # (U, H, W, C)
+        pos = {i: p for p, i in enumerate(union)}
+        for k in run:
+            out[k] = frames[[pos[i] for i in clips[k]]]
+    return out
+
+
+@dataclass(frozen=True)
+class TranscodeResult:
+    """What ``transcode_video`` wrote: ``frames`` written (``filled`` of them repeat the previous
+    frame over a timestamp gap, ``dropped`` decoded frames shared an index with the one before),
+    the output ``fps`` and size, and the source's keyframe interval is irrelevant afterwards."""
+
+    frames: int
+    filled: int
+    dropped: int
+    fps: float
+    width: int
+    height: int
+
+
+_CONTAINER_FORMATS = {".avi": "avi", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
+                      ".webm": "matroska", ".mpg": "matroska", ".mpeg": "matroska"}
+
+
+def _even_size(width: int, height: int, short_side: Optional[int]) -> Tuple[int, int]:
+    """``(height, width)`` with the short side ``short_side`` (never upscaled), both even."""
+    scale = 1.0 if short_side is None else min(1.0, short_side / min(width, height))
+    return (max(2, 2 * int(round(height * scale / 2))), max(2, 2 * int(round(width * scale / 2))))
+
+
+def transcode_video(
+    src: str,
+    dst: str,
+    short_side: Optional[int] = None,
+    *,
+    codec: str = "libx264",
+    gop_size: int = 16,
+    crf: int = 18,
+    preset: str = "veryfast",
+    threads: int = 1,
+) -> TranscodeResult:
+    """Re-encode ``src`` into ``dst`` for fast random access: short side ``short_side`` (never
+    upscaled; even sizes), a keyframe exactly every ``gop_size`` frames, no B-frames, same fps,
+    video only (audio is dropped).
+
+    Frame ``i`` of the output is frame ``i`` as ``read_frames`` indexes the source (from
+    timestamps): a timestamp gap is filled by repeating the previous frame, so indices keep
+    their meaning. ``codec``: ``"libx264"`` (``crf`` quality, ``tune=fastdecode``: no CABAC, no
+    deblocking, so it decodes fast) or ``"mpeg4"`` (``crf`` used as the qscale, 2-31). The
+    container follows ``dst``'s extension (an ``.avi`` stays an ``.avi``, so split files still
+    name it); ``.webm`` and ``.mpg`` get Matroska content. Raises ``DecodeError`` for a source that cannot
+    be decoded.
+    """
+    ext = os.path.splitext(dst)[1].lower()
+    fmt = _CONTAINER_FORMATS.get(ext, "matroska")
+    if codec not in ("libx264", "mpeg4"):
+        raise ValueError(f"transcode_video: codec must be 'libx264' or 'mpeg4', got {codec!r}")
+    if gop_size < 1:
+        raise ValueError(f"transcode_video: gop_size must be >= 1, got {gop_size}")
+    reformatter = VideoReformatter()
+    written = filled = dropped = 0
+    with _open(src) as inp:
+        istream = inp.streams.video[0]
+        clock = _Clock(istream)
+        rate = clock.fps if clock.fps.denominator <= 1001 else Fraction(float(clock.fps)).limit_denominator(1001)
+        out_hw = None
+        try:
+            with av.open(os.fspath(dst), "w", format=fmt) as out:
+                ostream = None
+                prev = None
+                for frame in inp.decode(istream):
+                    if frame.pts is None:
+                        continue
+                    idx = clock.index(frame.pts)
+                    if idx < written:
+                        dropped += 1
+                        continue
+                    if ostream is None:
+                        out_hw = _even_size(frame.width, frame.height, short_side)
+                        ostream = out.add_stream(codec, rate=rate)
+                        ostream.height, ostream.width = out_hw
+                        ostream.pix_fmt = "yuv420p"
+                        ostream.gop_size = int(gop_size)
+                        ostream.codec_context.thread_count = int(threads)
+                        if codec == "libx264":
+                            ostream.options = {"bf": "0", "preset": preset, "tune": "fastdecode", "crf": str(int(crf)),
+                                               "keyint_min": str(int(gop_size)), "sc_threshold": "0",
+                                               "g": str(int(gop_size))}
+                        else:
+                            if fmt == "avi":
+                                ostream.codec_tag = "XVID"
+                            ostream.codec_context.qscale = int(crf)
+                            ostream.options = {"bf": "0", "g": str(int(gop_size))}
+                    small = reformatter.reformat(frame, format="yuv420p", width=out_hw[1], height=out_hw[0],
+                                                 interpolation="BILINEAR")
+                    while written < idx and prev is not None:  # gap in the timestamps: hold the frame
+                        _encode(ostream, out, prev, written)
+                        written += 1
+                        filled += 1
+                    _encode(ostream, out, small, written)
+                    written += 1
+                    prev = small
+                if ostream is None:
+                    raise DecodeError(src, "no decodable frame")
+                for packet in ostream.encode():
+                    out.mux(packet)
+        except DecodeError:
+            raise
+        except _AV_ERRORS as e:
+            raise DecodeError(src, f"{type(e).__name__} after {written} frames: {e}") from None
+    return TranscodeResult(frames=written, filled=filled, dropped=dropped, fps=float(rate),
+                           width=out_hw[1], height=out_hw[0])
+
+
+def _encode(ostream, container, frame, index: int) -> None:
+    frame.pts = index
+    frame.time_base = 1 / Fraction(ostream.average_rate)
+    frame.pict_type = 0  # AV_PICTURE_TYPE_NONE: the encoder places keyframes (every gop_size), not the source
+    for packet in ostream.encode(frame):
+        container.mux(packet)
