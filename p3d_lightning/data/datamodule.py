@@ -4,18 +4,183 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from typing import List, Optional, Tuple, Union
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from .annotations import DATASETS, Annotations, load_annotations
-from .dataset import EpochSampler, VideoClipDataset
+from .dataset import EpochSampler, VideoClipDataset, VideoLevelDataset, concat_clip_batches
 from .index import build_index, default_cache_path
 from .sampling import SHORT_POLICIES
-from .transforms import NORMALIZATIONS, ClipTransform
+from .transforms import NORMALIZATIONS, ClipTransform, check_normalization, default_norm_stats
 
-__all__ = ["VideoDataModule", "read_quarantine"]
+__all__ = ["VideoDataModule", "read_quarantine", "InputContract", "resolve_input_contract",
+           "check_pretrained_contract", "PRETRAINED_NORMALIZATION", "MODALITIES"]
+
+MODALITIES = ("rgb", "flow")
+
+#: What the weights of each ``model.pretrained_format`` were trained on. "lightning" checkpoints
+#: carry their own contract (``VideoDataModule.state_dict``), compared field by field.
+PRETRAINED_NORMALIZATION = {
+    "imagenet": "imagenet",  # torchvision ImageNet ResNets: RGB in [0, 1], mean/std
+    "qijiezhao": "caffe",  # the released P3D-199 Caffe weights: 0-255 minus [104, 117, 123] / 128 (flow)
+}
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a clip looks like to the network: modality, normalisation, channel order, mean/std.
+
+    ``source`` names where each field came from: ``data`` (the config set it),
+    ``ModelCfg(<arch>)`` (the architecture table, ``models/zoo.py``) or ``default``.
+    """
+
+    modality: str
+    in_channels: int
+    normalization: str
+    channel_order: str
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    arch: Optional[str] = None
+    source: Tuple[Tuple[str, str], ...] = ()
+
+    def as_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"], d["source"] = list(self.mean), list(self.std), dict(self.source)
+        return d
+
+    def describe(self) -> str:
+        src = dict(self.source)
+        return ", ".join(f"{k}={getattr(self, k)!r} ({src.get(k, 'default')})"
+                         for k in ("modality", "normalization", "channel_order", "mean", "std"))
+
+
+def resolve_input_contract(
+    arch: Optional[str] = None,
+    in_channels: Optional[int] = None,
+    normalization: Optional[str] = None,
+    channel_order: Optional[str] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    modality: Optional[str] = None,
+) -> InputContract:
+    """The input contract: each field from the config if set, else the architecture's ``ModelCfg``.
+
+    ``in_channels`` is the built network's (3 RGB, 2 flow; default: the ModelCfg's, else 3);
+    ``modality`` ("rgb" / "flow"), if set, must agree with it. ``ModelCfg`` values are used
+    only where they fit: its channel order and mean/std only for its own normalisation and
+    channel count (an overridden ``channel_order`` gets that normalisation's means reordered).
+    Raises ``ValueError`` naming the option on a contradiction.
+    """
+    from p3d_lightning.models.zoo import get_model_cfg
+
+    cfg = get_model_cfg(arch) if arch else None
+    src: Dict[str, str] = {}
+    tag = f"ModelCfg({arch})"
+    if modality is not None and modality not in MODALITIES:
+        raise ValueError(f"data.modality must be one of {MODALITIES}, got {modality!r}")
+    if in_channels is None:
+        if modality is not None:
+            in_channels, src["modality"] = (2 if modality == "flow" else 3), "data"
+        else:
+            in_channels = cfg.in_channels if cfg else 3
+            src["modality"] = tag if cfg else "default"
+    else:
+        src["modality"] = "data" if modality is not None else "model.in_channels"
+    if cfg is not None and cfg.in_channels == 2 and in_channels != 2:
+        raise ValueError(f"model.arch={arch!r} is an optical-flow model (ModelCfg in_channels=2) but the network "
+                         f"has {in_channels} input channels; set model.in_channels: 2")
+    derived = "flow" if in_channels == 2 else "rgb"
+    if modality is not None and modality != derived:
+        raise ValueError(f"data.modality={modality!r} contradicts the network's {in_channels} input channels "
+                         f"(model.in_channels={in_channels} means {derived!r}); set them to agree")
+    if normalization is not None:
+        src["normalization"] = "data"
+    elif cfg is not None:
+        normalization, src["normalization"] = cfg.normalization, tag
+    else:
+        normalization, src["normalization"] = "imagenet", "default"
+    check_normalization(normalization, channel_order, in_channels)
+    cfg_fits = cfg is not None and cfg.normalization == normalization and cfg.in_channels == in_channels
+    if channel_order is not None:
+        src["channel_order"] = "data"
+    elif cfg_fits:
+        channel_order, src["channel_order"] = cfg.channel_order, tag
+    order, mean0, std0 = default_norm_stats(normalization, channel_order, in_channels)
+    src.setdefault("channel_order", "default")
+    use_cfg_stats = cfg_fits and cfg.channel_order == order
+    for name, value, fallback, cfg_value in (("mean", mean, mean0, cfg and cfg.mean), ("std", std, std0, cfg and cfg.std)):
+        if value is not None:
+            src[name] = "data"
+        elif use_cfg_stats:
+            src[name] = tag
+        else:
+            src[name] = "default"
+    mean = tuple(float(v) for v in (mean if mean is not None else (cfg.mean if use_cfg_stats else mean0)))
+    std = tuple(float(v) for v in (std if std is not None else (cfg.std if use_cfg_stats else std0)))
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ValueError(f"data.mean {mean} / data.std {std} need {in_channels} values ({derived} clips, "
+                         f"channel order {order})")
+    return InputContract(derived, in_channels, normalization, order, mean, std, arch,
+                         tuple(sorted(src.items())))
+
+
+def _stored_contract(checkpoint: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The input contract saved in a Lightning checkpoint dict (ours, or an older run's hparams)."""
+    state = checkpoint.get("VideoDataModule")
+    if isinstance(state, dict) and isinstance(state.get("input_contract"), dict):
+        return state["input_contract"]
+    hp = checkpoint.get("datamodule_hyper_parameters")
+    if isinstance(hp, dict) and hp.get("normalization"):
+        return {"normalization": hp["normalization"]}
+    return None
+
+
+def contract_conflicts(stored: Dict[str, Any], current: InputContract) -> List[str]:
+    """Fields on which a stored contract (dict) and ``current`` disagree, as ``'name: stored vs current'``."""
+    out = []
+    for key in ("modality", "normalization", "channel_order", "mean", "std"):
+        if key not in stored or stored[key] is None:
+            continue
+        a, b = stored[key], getattr(current, key)
+        same = (len(a) == len(b) and all(abs(float(x) - float(y)) < 1e-6 for x, y in zip(a, b))
+                if key in ("mean", "std") else a == b)
+        if not same:
+            out.append(f"{key}: {a!r} vs {b!r}")
+    return out
+
+
+def check_pretrained_contract(pretrained: Optional[str], pretrained_format: Optional[str],
+                              contract: InputContract) -> None:
+    """Raise ``ValueError`` naming both when the weights to load expect another normalisation.
+
+    ``imagenet`` weights expect ``normalization='imagenet'`` and ``qijiezhao`` (the released
+    P3D-199) ``'caffe'``; a ``lightning`` checkpoint is compared with the contract saved in it.
+    """
+    if not pretrained or not pretrained_format:
+        return
+    expected = PRETRAINED_NORMALIZATION.get(pretrained_format)
+    if expected is not None:
+        if contract.normalization != expected:
+            raise ValueError(
+                f"model.pretrained_format={pretrained_format!r} (model.pretrained={pretrained}) was trained with "
+                f"normalization={expected!r}, but the data are normalised with "
+                f"data.normalization={contract.normalization!r} ({dict(contract.source)['normalization']}); "
+                f"set data.normalization: {expected} (or leave it unset to take it from the architecture's "
+                "ModelCfg)")
+        return
+    if pretrained_format == "lightning" and os.path.isfile(pretrained):
+        from p3d_lightning.models.weights import read_torch_file
+
+        ckpt = read_torch_file(pretrained, "Lightning checkpoint")
+        stored = _stored_contract(ckpt) if isinstance(ckpt, dict) else None
+        conflicts = contract_conflicts(stored, contract) if stored else []
+        if conflicts:
+            raise ValueError(f"model.pretrained={pretrained} (pretrained_format='lightning') was trained on clips "
+                             f"with another input contract than data.* gives now ({'; '.join(conflicts)}; "
+                             f"checkpoint vs data); set data.normalization/channel_order/mean/std to match")
 
 
 def read_quarantine(path: str, root: str) -> List[str]:
@@ -67,6 +232,11 @@ class VideoDataModule(pl.LightningDataModule):
             off for "synthetic" (a mirror swaps the direction classes; ``True`` with
             "synthetic" warns).
         num_eval_clips: clips per video in val/test/predict (20 P3D, 25 frames ResNet-50).
+        eval_decode: ``"video"`` (default): val/test/predict decode each video once and cut
+            all its clips from that pass (``VideoLevelDataset``; identical clips, 3-10x fewer
+            decoded frames); batches then hold whole videos, ``max(1, eval_batch_size //
+            num_eval_clips)`` of them. ``"clip"``: every clip its own sample and seek (batches
+            of exactly ``eval_batch_size`` clips).
         predict_split: videos that ``predict`` (feature extraction) covers: ``test`` (the
             official test list), ``train`` (the train list, evaluation clips and crops: features
             to train a linear classifier on, as the paper's transfer experiments) or ``all``.
@@ -74,7 +244,23 @@ class VideoDataModule(pl.LightningDataModule):
         num_workers, persistent_workers: DataLoader workers. Persistent workers (default) are
             started once per loader instead of every epoch (the synthetic ablation: ~15% less
             training time); they still draw new clips each epoch (``set_epoch`` is shared).
-        normalization: "imagenet" (mean/std) or "caffe" (BGR 0-255 minus mean; P3D-199 weights).
+        arch: architecture whose ``ModelCfg`` (``models/zoo.py``) supplies the input contract
+            (normalisation, channel order, mean/std, modality). Default: the trainer's model's
+            ``hparams.arch``, read in ``setup``; must agree with it when both are set.
+        normalization: "imagenet" ([0, 1] pixels, mean/std) or "caffe" (0-255 minus mean; the
+            released P3D-199 weights). ``None`` (default): the architecture's ModelCfg
+            ("caffe" for p3d199 / p3d199_flow, "imagenet" otherwise; "imagenet" with no arch).
+        channel_order: "RGB" or "BGR" for frames ("xy" for flow). ``None``: the ModelCfg's
+            (BGR for the released P3D-199, inferred: see docs/models.md), else RGB for
+            "imagenet" and BGR for "caffe".
+        mean, std: per-channel statistics in the output channel order ([0, 1] units for
+            "imagenet", 0-255 for "caffe"). ``None``: the ModelCfg's / the normalisation's.
+        modality: "rgb" (decoded video frames) or "flow" (``p3d-flow`` x/y frames under
+            ``flow_root``). ``None``: from the network's input channels (2 -> flow).
+        flow_root: where ``p3d-flow`` wrote the flow frames (default ``<root>_flow``).
+        The resolved contract is ``input_contract`` after setup; a ``model.pretrained`` whose
+        format expects another normalisation, or a restored checkpoint trained with another
+        contract, raises an error naming both (see :func:`check_pretrained_contract`).
         strict: raise on the first bad video (naming it) instead of skipping it, or, during a
             run, instead of substituting / marking its clip invalid.
         quarantine_file: ``p3d-prescan`` output; listed videos are skipped. Default: use
@@ -101,11 +287,12 @@ class VideoDataModule(pl.LightningDataModule):
         crop_size: int = 160,
         horizontal_flip: Optional[bool] = None,
         num_eval_clips: int = 20,
+        eval_decode: str = "video",
         batch_size: int = 8,
         eval_batch_size: Optional[int] = None,
         num_workers: int = 2,
         persistent_workers: bool = True,
-        normalization: str = "imagenet",
+        normalization: Optional[str] = None,
         predict_split: str = "test",
         strict: bool = False,
         quarantine_file: Optional[str] = None,
@@ -121,12 +308,24 @@ class VideoDataModule(pl.LightningDataModule):
         synthetic_fps: int = 25,
         synthetic_seed: int = 0,
         progress: bool = True,
+        arch: Optional[str] = None,
+        channel_order: Optional[str] = None,
+        mean: Optional[List[float]] = None,
+        std: Optional[List[float]] = None,
+        modality: Optional[str] = None,
+        flow_root: Optional[str] = None,
     ):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if normalization is not None and normalization not in NORMALIZATIONS:
+            raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if modality is not None and modality not in MODALITIES:
+            raise ValueError(f"data.modality must be one of {MODALITIES}, got {modality!r}")
+        if arch is not None:
+            from p3d_lightning.models.zoo import get_model_cfg
+
+            get_model_cfg(arch)  # unknown names fail here, listing the valid ones
         if predict_split not in ("test", "train", "all"):
             raise ValueError(f"predict_split must be 'test', 'train' or 'all', got {predict_split!r}")
         if short_video_policy not in SHORT_POLICIES:
@@ -141,10 +340,19 @@ class VideoDataModule(pl.LightningDataModule):
         self.crop_size = crop_size
         self.horizontal_flip = (dataset != "synthetic") if horizontal_flip is None else bool(horizontal_flip)
         self.num_eval_clips = num_eval_clips
+        if eval_decode not in ("video", "clip"):
+            raise ValueError(f"data.eval_decode must be 'video' or 'clip', got {eval_decode!r}")
+        self.eval_decode = eval_decode
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.persistent_workers = num_workers, persistent_workers
         self.normalization, self.strict = normalization, strict
+        self.arch, self.channel_order, self.modality = arch, channel_order, modality
+        self.mean = None if mean is None else tuple(mean)
+        self.std = None if std is None else tuple(std)
+        self.flow_root = flow_root
+        #: the resolved :class:`InputContract` (set by ``setup``)
+        self.input_contract: Optional[InputContract] = None
         self.quarantine_file, self.seed = quarantine_file, seed
         self.annotation_dir, self.short_video_policy, self.cache_dir = annotation_dir, short_video_policy, cache_dir
         self.synthetic_kwargs = dict(num_pairs=synthetic_num_pairs, videos_per_class=synthetic_videos_per_class,
@@ -189,12 +397,58 @@ class VideoDataModule(pl.LightningDataModule):
         return build_index([r.path for r in ann.train + ann.test], cache_path=self.index_path, progress=progress)
 
     def prepare_data(self) -> None:
-        """Generate the synthetic set if absent, then build the video index (rank zero)."""
+        """Generate the synthetic set if absent, then build the video index (rank zero).
+
+        Flow clips are read from ``flow_root``, so no video index is built for them.
+        """
         if self.dataset == "synthetic" and not os.path.isfile(os.path.join(self.root, "classInd.txt")):
             from .synthetic import generate_synthetic_dataset
 
             generate_synthetic_dataset(self.root, progress=self.progress, **self.synthetic_kwargs)
-        self._index(self._annotations(), self.progress)
+        if self.resolve_input_contract().modality != "flow":
+            self._index(self._annotations(), self.progress)
+
+    # ------------------------------------------------------------------ input contract
+    def _model(self) -> Any:
+        trainer = getattr(self, "trainer", None)
+        return getattr(trainer, "lightning_module", None) if trainer is not None else None
+
+    def resolve_input_contract(self, model: Any = None) -> InputContract:
+        """The :class:`InputContract` for ``model`` (default: the trainer's LightningModule, if any).
+
+        The architecture is ``arch`` or the model's ``hparams.arch``; the channel count is the
+        model network's ``in_channels``. Does not check pretrained weights (``setup`` does).
+        """
+        model = model if model is not None else self._model()
+        hp = getattr(model, "hparams", None) or {}
+        arch = self.arch
+        model_arch = hp.get("arch") if hasattr(hp, "get") else None
+        if arch and model_arch and arch != model_arch:
+            raise ValueError(f"data.arch={arch!r} but model.arch={model_arch!r}: the input contract comes from one "
+                             "architecture; drop data.arch or make them equal")
+        arch = arch or model_arch
+        net = getattr(model, "model", None)
+        in_channels = getattr(net, "in_channels", None)
+        return resolve_input_contract(arch, in_channels, self.normalization, self.channel_order, self.mean,
+                                      self.std, self.modality)
+
+    def _transform(self, train: bool, contract: InputContract) -> ClipTransform:
+        return ClipTransform(train, self.crop_size, self.horizontal_flip if train else False, contract.normalization,
+                             contract.channel_order, contract.mean, contract.std, contract.in_channels)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Saved in checkpoints: the input contract the model was trained / evaluated with."""
+        return {"input_contract": self.input_contract.as_dict()} if self.input_contract is not None else {}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Refuse a checkpoint whose saved input contract differs from this data module's."""
+        stored = state_dict.get("input_contract") if isinstance(state_dict, dict) else None
+        if stored and self.input_contract is not None:
+            conflicts = contract_conflicts(stored, self.input_contract)
+            if conflicts:
+                raise ValueError(f"the checkpoint being restored was trained on clips with another input contract "
+                                 f"than data.* gives now ({'; '.join(conflicts)}; checkpoint vs data); set "
+                                 f"data.normalization/channel_order/mean/std/modality to match")
 
     def setup(self, stage: Optional[str] = None) -> None:
         """Read annotations, check ``num_classes`` and build the datasets."""
@@ -210,24 +464,41 @@ class VideoDataModule(pl.LightningDataModule):
                              f"({', '.join(ann.classes[:5])}{', ...' if len(ann.classes) > 5 else ''}); "
                              f"set num_classes={len(ann.classes)}")
         self.classes = ann.classes
-        index = self._index(ann, progress=False)
+        contract = self.resolve_input_contract()
+        model = self._model()
+        hp = getattr(model, "hparams", None) or {}
+        resuming = getattr(getattr(self, "trainer", None), "ckpt_path", None) is not None
+        if hasattr(hp, "get") and not resuming:  # a restored checkpoint is checked in load_state_dict
+            check_pretrained_contract(hp.get("pretrained"), hp.get("pretrained_format"), contract)
+        self.input_contract = contract
         quarantine = read_quarantine(self.quarantine_path, self.root) if self.quarantine_path else []
         common = dict(classes=ann.classes, clip_len=self.clip_len, frame_stride=self.frame_stride,
-                      resize=self.resize, seed=self.seed, strict=self.strict, index=index,
+                      resize=self.resize, seed=self.seed, strict=self.strict,
                       quarantine=quarantine, short_policy=self.short_video_policy, failure_log=self.failure_log)
-        self.train_dataset = VideoClipDataset(
-            ann.train, train=True, num_clips=1,
-            transform=ClipTransform(True, self.crop_size, self.horizontal_flip, self.normalization), **common)
-        eval_ds = VideoClipDataset(
-            ann.test, train=False, num_clips=self.num_eval_clips,
-            transform=ClipTransform(False, self.crop_size, False, self.normalization), **common)
+        if contract.modality == "flow":
+            from .flow import FlowClipDataset, default_flow_root
+
+            flow_root = self.flow_root or default_flow_root(self.root)
+            if not os.path.isdir(flow_root):
+                raise FileNotFoundError(f"data.flow_root {os.path.abspath(flow_root)!r} does not exist: extract the "
+                                        f"flow frames first (p3d-flow {self.root} --output {flow_root})")
+
+            def make(records, train, num_clips):
+                return FlowClipDataset(records, train=train, root=self.root, flow_root=flow_root, num_clips=num_clips,
+                                       transform=self._transform(train, contract), **common)
+        else:
+            index = self._index(ann, progress=False)
+
+            def make(records, train, num_clips):
+                return VideoClipDataset(records, train=train, num_clips=num_clips, index=index,
+                                        transform=self._transform(train, contract), **common)
+        self.train_dataset = make(ann.train, True, 1)
+        eval_ds = make(ann.test, False, self.num_eval_clips)
         self.val_dataset = self.test_dataset = self.predict_dataset = eval_ds
         predict_split = self.hparams.predict_split
         if predict_split != "test":
             records = ann.train if predict_split == "train" else ann.train + ann.test
-            self.predict_dataset = VideoClipDataset(
-                records, train=False, num_clips=self.num_eval_clips,
-                transform=ClipTransform(False, self.crop_size, False, self.normalization), **common)
+            self.predict_dataset = make(records, False, self.num_eval_clips)
         for name, ds in (("train", self.train_dataset), ("test", eval_ds)):
             if len(ds.videos) == 0:
                 raise RuntimeError(f"no readable {name} videos for dataset={self.dataset!r} under {self.root!r} "
@@ -279,11 +550,20 @@ class VideoDataModule(pl.LightningDataModule):
             sampler.set_epoch(trainer.current_epoch)
         return self._loader(self.train_dataset, self.batch_size, sampler)
 
+    def _eval_loader(self, ds) -> DataLoader:
+        """Per-video samples (one decode per video, ``eval_decode="video"``) or per-clip ones."""
+        if self.eval_decode != "video" or not hasattr(ds, "load_video"):
+            return self._loader(ds, self.eval_batch_size)
+        videos_per_batch = max(1, self.eval_batch_size // max(1, ds.num_clips))
+        return DataLoader(VideoLevelDataset(ds), batch_size=videos_per_batch, shuffle=False,
+                          collate_fn=concat_clip_batches, num_workers=self.num_workers,
+                          persistent_workers=self.persistent_workers and self.num_workers > 0)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, self.eval_batch_size)
+        return self._eval_loader(self.val_dataset)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, self.eval_batch_size)
+        return self._eval_loader(self.test_dataset)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_dataset, self.eval_batch_size)
+        return self._eval_loader(self.predict_dataset)
