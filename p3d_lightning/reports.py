@@ -569,6 +569,7 @@ def clip_predictions_from_checkpoint(
     The command-line form is ``python -m p3d_lightning.reports clip-predictions``.
     """
     from p3d_lightning.cli import instantiate_from_config
+    from p3d_lightning.models.weights import load_module_checkpoint
     from p3d_lightning.module import P3DClassifier
 
     config, checkpoint = Path(config), Path(checkpoint)
@@ -577,13 +578,8 @@ def clip_predictions_from_checkpoint(
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     _, datamodule, _ = instantiate_from_config(str(config), overrides=overrides)
-    try:  # weights_only: a checkpoint from elsewhere can hold tensors and plain values, never code
-        model = P3DClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
-    except Exception as err:
-        from p3d_lightning.models.weights import describe_load_error
-
-        raise ValueError(f"cannot load checkpoint {checkpoint}: {describe_load_error(err)}; expected a "
-                         "P3DClassifier checkpoint written by `p3d fit`") from None
+    # weights_only: a checkpoint from elsewhere can hold tensors and plain values, never code
+    model = load_module_checkpoint(P3DClassifier, checkpoint, map_location="cpu")
     return save_clip_predictions(model, datamodule, path, stage=stage, device=device)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "LoadReport",
     "describe_load_error",
     "read_torch_file",
+    "load_module_checkpoint",
     "read_state_dict",
     "load_checkpoint",
     "inflate_imagenet_resnet",
@@ -120,6 +121,23 @@ def read_torch_file(path: Union[str, os.PathLike], what: str, hint: str = "") ->
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling refused, bad zip, truncated file: all mean "not a valid file"
         raise ValueError(f"cannot read {what} {path}: {describe_load_error(err)}{tail}") from None
+
+
+def load_module_checkpoint(module_cls, path: Union[str, os.PathLike], map_location="cpu", **kwargs):
+    """``module_cls.load_from_checkpoint(path, weights_only=True)`` (a LightningModule class),
+    with an error naming the file instead of torch's advice to retry with ``weights_only=False``.
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`CheckpointError` for one that
+    cannot be read safely or does not fit ``module_cls``.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return module_cls.load_from_checkpoint(path, map_location=map_location, weights_only=True, **kwargs)
+    except Exception as err:  # unreadable, hostile, or another module's checkpoint
+        raise CheckpointError(f"cannot load checkpoint {path} as {module_cls.__name__}: {describe_load_error(err)}"
+                              ) from None
 
 
 def read_state_dict(path_or_sd: StateDictOrPath) -> Tuple[Dict[str, torch.Tensor], str]:
