@@ -41,15 +41,16 @@ import warnings
 from typing import Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, default_collate
 
 from .annotations import VideoRecord
-from .decode import DecodeError, VideoMeta, output_size, read_frames
+from .decode import DecodeError, VideoMeta, output_size, read_clips, read_frames
 from .index import build_index
 from .sampling import derive_seed, eval_clip_indices, train_clip_indices
 from .transforms import ClipTransform
 
-__all__ = ["BadVideoWarning", "DECODE_ERROR_POLICIES", "VideoClipDataset", "EpochSampler"]
+__all__ = ["BadVideoWarning", "DECODE_ERROR_POLICIES", "VideoClipDataset", "EpochSampler",
+           "VideoLevelDataset", "concat_clip_batches"]
 
 DECODE_ERROR_POLICIES = ("substitute", "mark_invalid", "raise")
 
@@ -234,6 +235,30 @@ class VideoClipDataset(Dataset):
         raise DecodeError(self.videos[video_idx].path,
                           f"this and the next {self.max_substitutes} videos all failed to decode")
 
+    def load_video(self, video_idx: int) -> dict:
+        """All ``num_clips`` evaluation clips of video ``video_idx``, cut from one decoding pass.
+
+        Returns the collated samples ``video_idx * num_clips + k`` (k = 0 .. num_clips - 1):
+        ``clip`` (N, C, T, H, W), ``label`` / ``video_idx`` / ``clip_idx`` (N,) long, ``valid``
+        (N,) bool, equal to decoding each clip with its own seek (``read_clips``). If the pass
+        fails (a file broken mid-way), the clips are taken one by one as ``__getitem__`` does,
+        so the clips that still decode stay valid and ``on_decode_error`` applies as before.
+        """
+        if self.train:
+            raise ValueError("VideoClipDataset.load_video is for evaluation datasets (train=False)")
+        if not 0 <= video_idx < len(self.videos):
+            raise IndexError(f"video index {video_idx} out of range for {len(self.videos)} videos")
+        base = video_idx * self.num_clips
+        record = self.videos[video_idx]
+        try:
+            clips = read_clips(record.path, [self.frame_indices(base + k) for k in range(self.num_clips)],
+                               size=self.resize)  # num_clips x (T, H, W, C)
+            samples = [{"clip": self.transform(c, None), "label": record.label, "video_idx": video_idx,
+                        "clip_idx": k, "valid": True} for k, c in enumerate(clips)]
+        except DecodeError:
+            samples = [self[base + k] for k in range(self.num_clips)]
+        return default_collate(samples)
+
     def __repr__(self) -> str:
         return (f"VideoClipDataset(videos={len(self.videos)}, classes={len(self.classes)}, train={self.train}, "
                 f"clip_len={self.clip_len}, frame_stride={self.frame_stride}, num_clips={self.num_clips}, "
@@ -264,3 +289,40 @@ class EpochSampler(DistributedSampler):
         super().set_epoch(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
+
+
+class VideoLevelDataset(Dataset):
+    """Evaluation samples by video: item ``v`` is ``clips.load_video(v)``, every clip of video
+    ``v`` from one decoding pass. Batch with ``concat_clip_batches`` to get the usual per-clip
+    batches (``clip`` (N, C, T, H, W), ``label``, ``video_idx``, ``clip_idx``, ``valid``).
+
+    A sampler over it hands out whole videos, so under DDP each video is decoded on one rank;
+    the padding Lightning's ``DistributedSampler`` adds repeats whole videos, whose clip keys
+    ``MultiClipAccuracy`` (and the feature writer) drop, so every clip still counts once.
+    Other attributes (``videos``, ``metas``, ``num_clips``, ``classes``, ...) are the clip
+    dataset's.
+    """
+
+    def __init__(self, clips: VideoClipDataset):
+        if clips.train:
+            raise ValueError("VideoLevelDataset wraps an evaluation VideoClipDataset (train=False)")
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips.videos)
+
+    def __getitem__(self, video_idx: int) -> dict:
+        return self.clips.load_video(video_idx)
+
+    def __getattr__(self, name: str):
+        if name == "clips":  # not yet set (unpickling)
+            raise AttributeError(name)
+        return getattr(self.clips, name)
+
+    def __repr__(self) -> str:
+        return f"VideoLevelDataset({self.clips!r})"
+
+
+def concat_clip_batches(videos: Sequence[dict]) -> dict:
+    """Collate ``VideoLevelDataset`` items: concatenate their per-clip tensors along dim 0."""
+    return {key: torch.cat([v[key] for v in videos]) for key in videos[0]}
