@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from p3d_lightning.data.decode import (DecodeError, VideoMeta, count_decodable_frames, output_size, probe_video,
-                                       read_all_frames, read_frames, write_video)
+from p3d_lightning.data.decode import (DecodeError, FrameScan, VideoMeta, count_decodable_frames, output_size, probe_video,
+                                       read_all_frames, read_frames, scan_frames, write_video)
 
 
 def _frames(t=60, h=48, w=64, seed=0):
@@ -106,3 +106,73 @@ def test_write_video_validates(tmp_path):
         write_video(str(tmp_path / "x.avi"), np.zeros((2, 15, 16, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         write_video(str(tmp_path / "x.avi"), np.zeros((2, 16, 16, 3), np.float32))
+
+
+# ----------------------------------------------------------------------------- bad input the container hides
+
+
+def write_png(path, h=48, w=64):
+    """A real PNG (PyAV's image2 muxer), at whatever name ``path`` has (e.g. ``x.mp4``)."""
+    import av
+
+    with av.open(str(path), "w", format="image2") as c:
+        s = c.add_stream("png")
+        s.width, s.height, s.pix_fmt = w, h, "rgb24"
+        for packet in s.encode(av.VideoFrame.from_ndarray(np.full((h, w, 3), 128, np.uint8), format="rgb24")):
+            c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return str(path)
+
+
+def corrupt_middle(src, dst, at=0.4, n=400):
+    """Copy ``src`` with ``n`` bytes at ``at`` of its length zeroed: damaged frames, intact container."""
+    data = bytearray(open(src, "rb").read())
+    start = int(len(data) * at)
+    data[start:start + n] = bytes(n)
+    open(dst, "wb").write(bytes(data))
+    return str(dst)
+
+
+def test_image_renamed_as_video_is_refused(tmp_path):
+    png = write_png(tmp_path / "still.mp4")
+    assert open(png, "rb").read(4) == b"\x89PNG"
+    for call in (lambda: probe_video(png), lambda: read_frames(png, [0]), lambda: read_all_frames(png),
+                 lambda: scan_frames(png)):
+        with pytest.raises(DecodeError, match=r"still\.mp4.*an image file \(png"):
+            call()
+
+
+def test_directory_named_like_a_video_is_refused(tmp_path):
+    d = tmp_path / "folder.avi"
+    d.mkdir()
+    with pytest.raises(DecodeError, match=r"folder\.avi.*is a directory"):
+        probe_video(str(d))
+
+
+@pytest.mark.parametrize("kind", ["avi", "mp4"])
+def test_corrupt_frames_are_flagged_not_concealed(videos, tmp_path, kind):
+    bad = corrupt_middle(videos[kind], tmp_path / f"bad.{kind}")
+    probe_video(bad)  # the container is fine: probing (what indexing does) cannot see the damage
+    scan = scan_frames(bad)
+    assert isinstance(scan, FrameScan) and scan.decoded >= 55 and len(scan.corrupt) >= 1
+    first = scan.corrupt[0]
+    # a clip whose decoding passes the corrupt frame raises, naming the file
+    with pytest.raises(DecodeError, match=rf"bad\.{kind}.*frame {first} is corrupt"):
+        read_frames(bad, list(range(max(0, first - 2), first + 3)))
+    # a clip decoded entirely before it (from frame 0) is exact
+    if first >= 6:
+        assert torch.equal(read_frames(bad, [0, 1, 2]), read_frames(videos[kind], [0, 1, 2]))
+    assert scan_frames(videos[kind]) == FrameScan(decoded=60, corrupt=())
+
+
+@pytest.mark.parametrize("codec,ext,bframes", [("mpeg4", "avi", 0), ("mpeg4", "avi", 2), ("libx264", "mp4", 2)])
+def test_clean_videos_have_no_corrupt_frames(tmp_path, codec, ext, bframes):
+    """Seeking into clean streams (B-frames included) never looks like corruption: no false alarms."""
+    path = str(tmp_path / f"clean.{ext}")
+    write_video(path, _frames(t=48), codec=codec, gop_size=12, bframes=bframes)
+    rng = random.Random(3)
+    for _ in range(30):
+        s = rng.randrange(48 - 8)
+        assert read_frames(path, list(range(s, s + 8))).shape == (8, 48, 64, 3)  # no DecodeError
+    assert scan_frames(path).corrupt == ()
