@@ -150,3 +150,104 @@ def test_decode_failure_in_evaluation_marks_the_clip_invalid(ann, tmp_path):
         strict[3]
     with pytest.raises(ValueError, match="on_decode_error"):
         _ds(ann, recs, on_decode_error="skip")
+
+
+# ----------------------------------------------------------------------------- strict + quarantine, images, corrupt frames
+
+
+def test_strict_mode_skips_quarantined_files(ann, tmp_path):
+    """"p3d-prescan, then train strict": the quarantine list is honoured, other bad files still raise."""
+    bad = _bad_files(tmp_path, ann.test[0].path)
+    quarantined = [r.path for r in bad]
+    with pytest.warns(BadVideoWarning, match="quarantined"):
+        ds = _ds(ann, list(ann.test) + bad, strict=True, quarantine=quarantined)
+    assert len(ds.videos) == len(ann.test) and sorted(ds.skipped) == sorted((p, "quarantined") for p in quarantined)
+    with pytest.raises(DecodeError, match="notes.avi.*strict mode"):
+        _ds(ann, list(ann.test) + bad, strict=True, quarantine=quarantined[:-1])
+
+
+def _png_as_mp4(tmp_path):
+    from test_data_decode import write_png
+
+    return VideoRecord("still.mp4", write_png(tmp_path / "still.mp4"), 0)
+
+
+def test_image_renamed_as_video_is_skipped_once(ann, tmp_path):
+    png = _png_as_mp4(tmp_path)
+    with pytest.warns(BadVideoWarning) as rec:
+        ds = _ds(ann, list(ann.test) + [png], num_clips=1)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, BadVideoWarning)]
+    assert len(msgs) == 1 and png.path in msgs[0] and "an image file" in msgs[0]
+    assert [p for p, _ in ds.skipped] == [png.path] and len(ds.videos) == len(ann.test)
+    with pytest.raises(DecodeError, match=r"still\.mp4.*an image file"):
+        _ds(ann, list(ann.test) + [png], strict=True)
+
+
+def _corrupt_video(tmp_path):
+    """A 40-frame video (PyAV, keyframe every 12) with damaged bytes in the middle; returns its record
+    and the indices of its corrupt frames."""
+    from test_data_decode import _frames, corrupt_middle
+
+    from p3d_lightning.data.decode import scan_frames, write_video
+
+    clean = str(tmp_path / "clean.avi")
+    write_video(clean, _frames(t=40), codec="mpeg4", gop_size=12)
+    bad = corrupt_middle(clean, tmp_path / "damaged.avi")
+    corrupt = scan_frames(bad).corrupt
+    assert corrupt, "the damage did not hit a frame"
+    return VideoRecord("damaged.avi", bad, 1), corrupt
+
+
+def test_corrupt_frames_in_evaluation_mark_the_hit_clips_invalid(ann, tmp_path):
+    rec, corrupt = _corrupt_video(tmp_path)
+    log = tmp_path / "failures.txt"
+    ds = _ds(ann, list(ann.test[:2]) + [rec], num_clips=5, failure_log=str(log))  # indexing sees nothing wrong
+    assert ds.num_skipped == 0
+    with pytest.warns(BadVideoWarning) as w:
+        samples = [ds[i] for i in range(len(ds))]
+    named = [str(m.message) for m in w if rec.path in str(m.message)]
+    assert len(named) == 1 and "corrupt" in named[0]  # named once, however many clips it spoils
+    valid = {(s["video_idx"], s["clip_idx"]): s["valid"] for s in samples}
+    assert all(valid[(v, c)] for v in (0, 1) for c in range(5))
+    hit = [c for c in range(5) if not valid[(2, c)]]
+    assert hit, "no clip of the damaged video was flagged"
+    assert log.read_text().count(rec.path) == 1
+    with pytest.raises(DecodeError, match=r"damaged\.avi.*corrupt"):
+        strict = _ds(ann, [rec], num_clips=5, strict=True)
+        [strict[i] for i in range(len(strict))]
+
+
+def test_corrupt_frames_in_training_are_substituted_and_named_once(ann, tmp_path):
+    rec, _ = _corrupt_video(tmp_path)
+    recs = list(ann.test[:2]) + [rec]
+    ds = _ds(ann, recs, train=True, failure_log=str(tmp_path / "failures.txt"))
+    messages = []
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for epoch in range(12):
+            ds.set_epoch(epoch)
+            s = ds[2]
+            assert s["valid"] and s["clip"].shape == (3, 8, 32, 32)
+        messages = [str(m.message) for m in w if issubclass(m.category, BadVideoWarning)]
+    assert rec.path in ds.runtime_failures, "no training clip touched the corrupt frames in 12 epochs"
+    assert len(messages) == 1 and rec.path in messages[0] and "another video" in messages[0]
+
+
+def test_runtime_failure_named_once_across_workers(ann, tmp_path):
+    """DataLoader workers each hold a copy of the dataset; the failure log makes the warning once per run."""
+    import copy
+
+    rec, _ = _corrupt_video(tmp_path)
+    log = tmp_path / "failures.txt"
+    log.write_text(f"{rec.path}\tfrom an earlier run\n")  # earlier runs do not silence this one
+    ds = _ds(ann, [rec], num_clips=5, failure_log=str(log))
+    workers = [copy.deepcopy(ds), copy.deepcopy(ds)]
+    counts = []
+    for worker in workers:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            flags = [worker[i]["valid"] for i in range(len(worker))]
+        counts.append(sum(rec.path in str(m.message) for m in w))
+        assert not all(flags)
+    assert counts == [1, 0]
+    assert log.read_text().count(rec.path) == 2  # the earlier run's line and this run's one
