@@ -374,3 +374,26 @@ def test_fresh_interpreter_refuses_it(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "evil.pt" in proc.stderr, proc.stderr[-2000:]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "empty"])
+def test_corrupt_files_are_named(tmp_path, damage):
+    """Not hostile, just broken: every loader's error names the file."""
+    from p3d_lightning import reports
+    from p3d_lightning.features import load_features
+    from p3d_lightning.models.weights import CheckpointError, read_state_dict
+
+    good = tmp_path / "good.pt"
+    torch.save({"features": torch.zeros(2, 3), "labels": torch.zeros(2, dtype=torch.long)}, good)
+    data = good.read_bytes()
+    blob = {"truncated": data[: len(data) // 2], "random": os.urandom(2000), "empty": b""}[damage]
+    for name, call, exc in [
+        ("features.pt", load_features, ValueError),
+        ("features2.pt", reports.load_features, ValueError),
+        ("features.npz", load_features, ValueError),
+        ("clip_predictions.pt", reports.load_clip_predictions, ValueError),
+        ("weights.pth", read_state_dict, CheckpointError),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(blob)
+        _refused(lambda: call(str(path)), path, exc)
