@@ -98,3 +98,32 @@ def test_predict_writes_features_ids_and_manifest(fmt, tiny_synthetic_root, tmp_
     assert manifest["file"] == f"ucf.{fmt}" and manifest["num_videos"] == len(videos)
     assert manifest["feature_dim"] == model.model.num_features and manifest["model"]["arch"] == "p3d_tiny"
     assert manifest["classes"] == dm.classes
+
+
+def test_ddp_shards_are_merged_and_read_safely(tmp_path):
+    """The two-rank path of on_predict_epoch_end (shards written, merged by rank 0 through
+    weights_only loading, padding duplicates dropped), with a stand-in trainer per rank."""
+    from types import SimpleNamespace
+
+    def trainer(rank):
+        strategy = SimpleNamespace(barrier=lambda name=None: None)
+        return SimpleNamespace(global_rank=rank, world_size=2, strategy=strategy, datamodule=None,
+                               predict_dataloaders=None, ckpt_path=None)
+
+    def clips(videos, feature):
+        n = len(videos)
+        return {"feature": torch.full((n, 3), feature), "probs": torch.full((n, 2), 0.5),
+                "video_idx": torch.tensor(videos), "clip_idx": torch.zeros(n, dtype=torch.long),
+                "label": torch.tensor(videos), "valid": torch.ones(n, dtype=torch.bool)}
+
+    writers = [FeatureWriter(output_dir=str(tmp_path), filename="f") for _ in range(2)]
+    (tmp_path / ".f.parts").mkdir()  # rank 0 makes it before the first barrier
+    module = SimpleNamespace(hparams={})
+    writers[1].write_on_batch_end(None, module, clips([1, 0], 2.0), None, None, 0, 0)  # 0 is padding
+    writers[1].on_predict_epoch_end(trainer(1), module)
+    writers[0].write_on_batch_end(None, module, clips([0], 1.0), None, None, 0, 0)
+    writers[0].on_predict_epoch_end(trainer(0), module)
+    out = load_features(str(tmp_path / "f.pt"))
+    assert out["video_idx"].tolist() == [0, 1] and out["num_clips"].tolist() == [1, 1]
+    assert out["features"][:, 0].tolist() == [1.0, 2.0]  # rank 0's clip of video 0 kept, the pad dropped
+    assert not (tmp_path / ".f.parts").exists()
