@@ -244,7 +244,8 @@ def test_datamodule_reads_the_contract_from_the_trainer_model(root):
     with pytest.raises(ValueError, match=r"model.pretrained_format='qijiezhao' \(model.pretrained=w.pth\).*"
                                          r"data.normalization='imagenet'"):
         bad.setup("test")
-    with pytest.raises(ValueError, match=r"data.arch='p3d' but model.arch='p3d199'"):
-        _dm(root, arch="p3d").resolve_input_contract(fake_model)
+    with pytest.raises(ValueError, match=r"data.model_cfg='p3d' but model.arch='p3d199'"):
+        _dm(root, model_cfg="p3d").resolve_input_contract(fake_model)
+    assert _dm(root, model_cfg="p3d199").resolve_input_contract().normalization == "caffe"  # without a trainer
     with pytest.raises(ValueError, match="unknown model 'p3dx'"):
-        _dm(root, arch="p3dx")
+        _dm(root, model_cfg="p3dx")

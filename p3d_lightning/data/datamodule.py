@@ -244,9 +244,10 @@ class VideoDataModule(pl.LightningDataModule):
         num_workers, persistent_workers: DataLoader workers. Persistent workers (default) are
             started once per loader instead of every epoch (the synthetic ablation: ~15% less
             training time); they still draw new clips each epoch (``set_epoch`` is shared).
-        arch: architecture whose ``ModelCfg`` (``models/zoo.py``) supplies the input contract
-            (normalisation, channel order, mean/std, modality). Default: the trainer's model's
-            ``hparams.arch``, read in ``setup``; must agree with it when both are set.
+        model_cfg: architecture whose ``ModelCfg`` (``models/zoo.py``) supplies the input
+            contract (normalisation, channel order, mean/std, modality). Default: the trainer's
+            model's ``hparams.arch``, read in ``setup``; must agree with it when both are set.
+            (Not called ``arch``: Lightning refuses equal hparam names with different values.)
         normalization: "imagenet" ([0, 1] pixels, mean/std) or "caffe" (0-255 minus mean; the
             released P3D-199 weights). ``None`` (default): the architecture's ModelCfg
             ("caffe" for p3d199 / p3d199_flow, "imagenet" otherwise; "imagenet" with no arch).
@@ -308,7 +309,7 @@ class VideoDataModule(pl.LightningDataModule):
         synthetic_fps: int = 25,
         synthetic_seed: int = 0,
         progress: bool = True,
-        arch: Optional[str] = None,
+        model_cfg: Optional[str] = None,
         channel_order: Optional[str] = None,
         mean: Optional[List[float]] = None,
         std: Optional[List[float]] = None,
@@ -322,10 +323,10 @@ class VideoDataModule(pl.LightningDataModule):
             raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         if modality is not None and modality not in MODALITIES:
             raise ValueError(f"data.modality must be one of {MODALITIES}, got {modality!r}")
-        if arch is not None:
+        if model_cfg is not None:
             from p3d_lightning.models.zoo import get_model_cfg
 
-            get_model_cfg(arch)  # unknown names fail here, listing the valid ones
+            get_model_cfg(model_cfg)  # unknown names fail here, listing the valid ones
         if predict_split not in ("test", "train", "all"):
             raise ValueError(f"predict_split must be 'test', 'train' or 'all', got {predict_split!r}")
         if short_video_policy not in SHORT_POLICIES:
@@ -347,7 +348,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.persistent_workers = num_workers, persistent_workers
         self.normalization, self.strict = normalization, strict
-        self.arch, self.channel_order, self.modality = arch, channel_order, modality
+        self.model_cfg, self.channel_order, self.modality = model_cfg, channel_order, modality
         self.mean = None if mean is None else tuple(mean)
         self.std = None if std is None else tuple(std)
         self.flow_root = flow_root
@@ -416,16 +417,16 @@ class VideoDataModule(pl.LightningDataModule):
     def resolve_input_contract(self, model: Any = None) -> InputContract:
         """The :class:`InputContract` for ``model`` (default: the trainer's LightningModule, if any).
 
-        The architecture is ``arch`` or the model's ``hparams.arch``; the channel count is the
+        The architecture is ``model_cfg`` or the model's ``hparams.arch``; the channel count is the
         model network's ``in_channels``. Does not check pretrained weights (``setup`` does).
         """
         model = model if model is not None else self._model()
         hp = getattr(model, "hparams", None) or {}
-        arch = self.arch
+        arch = self.model_cfg
         model_arch = hp.get("arch") if hasattr(hp, "get") else None
         if arch and model_arch and arch != model_arch:
-            raise ValueError(f"data.arch={arch!r} but model.arch={model_arch!r}: the input contract comes from one "
-                             "architecture; drop data.arch or make them equal")
+            raise ValueError(f"data.model_cfg={arch!r} but model.arch={model_arch!r}: the input contract comes from "
+                             "one architecture; drop data.model_cfg or make them equal")
         arch = arch or model_arch
         net = getattr(model, "model", None)
         in_channels = getattr(net, "in_channels", None)
