@@ -34,6 +34,7 @@ import resource
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -61,6 +62,8 @@ INFERENCE_SETTINGS: Dict[str, Optional[Dict[str, Any]]] = {
     "fast_compile": dict(dtype="auto", fold_bn=True, channels_last=True, compile=True),
 }
 DEFAULT_CPU_SETTINGS = ["fp32", "fp32_cl", "bf16_autocast_cl", "bf16_fold_cl", "fast"]
+#: CPU default where bf16 is not native (AVX2): the fast path resolves to fp32 + fused convs.
+DEFAULT_CPU_SETTINGS_NO_BF16 = ["fp32", "fp32_cl", "fp32_cl_fold", "fast"]
 DEFAULT_GPU_SETTINGS = ["fp32", "fp32_cl", "bf16_autocast_cl", "bf16_fold_cl", "fp16_fold_cl", "fast"]
 
 
@@ -80,17 +83,20 @@ def cpu_model_name() -> str:
 
 
 def device_name(device: str | torch.device | None = None) -> str:
-    """'NVIDIA H100 80GB HBM3' for a CUDA device, 'AMD EPYC (2 cores, AVX512 ...)' for the CPU."""
+    """'NVIDIA H100 80GB HBM3' for a CUDA device, 'AMD EPYC ... (2 cores, AVX-512 + AVX512_BF16, bf16 native)' for the CPU."""
     device = torch.device(device or "cpu")
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from p3d_lightning.models.fastpath import cpu_supports_bf16
+    from p3d_lightning.precision import cpu_capabilities
 
-    cap = ""
-    with contextlib.suppress(Exception):
-        cap = torch.backends.cpu.get_cpu_capability()
-    bf16 = ", native bf16" if cpu_supports_bf16() else ""
-    return f"{cpu_model_name()} ({os.cpu_count()} cores, {cap}{bf16})"
+    return f"{cpu_model_name()} ({os.cpu_count()} cores, {cpu_capabilities().describe()})"
+
+
+def cpu_isa() -> str:
+    """The CPU's ISA label for tables: 'AVX2', 'AVX-512', 'AVX-512 + AVX512_BF16', '... + AMX'."""
+    from p3d_lightning.precision import cpu_capabilities
+
+    return cpu_capabilities().isa_label
 
 
 def environment_info(device: str | torch.device | None = None) -> Dict[str, Any]:
@@ -98,6 +104,7 @@ def environment_info(device: str | torch.device | None = None) -> Dict[str, Any]
     info = {
         "device": str(torch.device(device or "cpu")),
         "device_name": device_name(device),
+        "cpu_isa": cpu_isa(),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
@@ -324,28 +331,35 @@ def _best_time(fn: Callable[[], Any], device: torch.device, repeats: int) -> Tup
 @torch.inference_mode()
 def measure_ceiling(device: str | torch.device | None = None, *, quick: bool = False,
                     repeats: int = 5) -> Dict[str, Any]:
-    """Measured peak GFLOP/s of this device: large matmul and 1x1x1 conv, fp32 and bf16.
+    """Measured peak GFLOP/s of this device: the best of several large GEMMs and convs per dtype.
 
-    CPU: matmul 2048^3 (``quick``: 512^3); conv 1x1x1 256->1024 on (8, 256, 8, 40, 40)
-    channels_last_3d (``quick``: (1, 64, 2, 16, 16) 64->256). CUDA: 8192^3 matmul and a
-    conv 16x larger. Reports ``<op>_<dtype>_gflops`` (best of ``repeats``) and
-    ``..._gflops_median``, plus ``fp32_peak_gflops`` / ``bf16_peak_gflops`` (max over ops) used
-    as the ceiling for the fraction-of-peak column. bf16 is skipped (None) on a CPU without
-    native bf16.
+    Ops (CPU; ``quick`` shrinks each): matmul 2048^3; in channels_last_3d, a 1x1x1 conv
+    256->1024 on (8, 256, 8, 40, 40), a 1x3x3 conv 128->128 on (8, 128, 8, 40, 40) and a 3x1x1
+    conv 256->256 on (8, 256, 8, 20, 20) (the P3D unit's own shapes), and the 1x1x1 and 1x3x3
+    convs in NCDHW. CUDA: an 8192^3 matmul and convs 4x larger. A model's GFLOP/s is bounded by
+    the best of these, so ``<dtype>_peak_gflops`` (the max over ops, best of ``repeats``) is
+    the ceiling of the fraction-of-peak column; ``<op>_<dtype>_gflops`` and
+    ``..._gflops_median`` are reported per op. bf16 only where it runs natively
+    (:func:`p3d_lightning.precision.bf16_supported`); fp16 on CUDA.
     """
-    from p3d_lightning.models.fastpath import cpu_supports_bf16
+    from p3d_lightning.precision import bf16_supported
 
     device = torch.device(device or "cpu")
     cuda = device.type == "cuda"
+    scale = 4 if cuda else 1
     if quick:
-        n, conv_in = 512, (1, 64, 2, 16, 16)
-        cout = 256
-    elif cuda:
-        n, conv_in, cout = 8192, (32, 256, 8, 56, 56), 1024
+        n = 512
+        convs = [("conv1x1", (1, 64, 2, 16, 16), 256, (1, 1, 1), (0, 0, 0), True),
+                 ("conv1x3x3", (1, 32, 2, 16, 16), 32, (1, 3, 3), (0, 1, 1), True)]
     else:
-        n, conv_in, cout = 2048, (8, 256, 8, 40, 40), 1024
+        n = 8192 if cuda else 2048
+        convs = [("conv1x1", (8 * scale, 256, 8, 40, 40), 1024, (1, 1, 1), (0, 0, 0), True),
+                 ("conv1x3x3", (8 * scale, 128, 8, 40, 40), 128, (1, 3, 3), (0, 1, 1), True),
+                 ("conv3x1x1", (8 * scale, 256, 8, 20, 20), 256, (3, 1, 1), (1, 0, 0), True),
+                 ("conv1x1_ncdhw", (8 * scale, 256, 8, 40, 40), 1024, (1, 1, 1), (0, 0, 0), False),
+                 ("conv1x3x3_ncdhw", (8 * scale, 128, 8, 40, 40), 128, (1, 3, 3), (0, 1, 1), False)]
     dtypes = [torch.float32]
-    if cuda or cpu_supports_bf16():
+    if bf16_supported(device):
         dtypes.append(torch.bfloat16)
     if cuda:
         dtypes.append(torch.float16)
@@ -359,18 +373,23 @@ def measure_ceiling(device: str | torch.device | None = None, *, quick: bool = F
         flops = 2 * n ** 3
         out[f"matmul_{name}_gflops"] = flops / best / 1e9
         out[f"matmul_{name}_gflops_median"] = flops / med / 1e9
+        peak = out[f"matmul_{name}_gflops"]
         del a, b
-        conv = nn.Conv3d(conv_in[1], cout, 1, bias=False).to(device=device, dtype=dt)
-        conv = conv.to(memory_format=torch.channels_last_3d)
-        x = torch.randn(conv_in, device=device, dtype=dt).contiguous(
-            memory_format=torch.channels_last_3d)
-        best, med = _best_time(lambda: conv(x), device, repeats)
-        n_, c_, t_, h_, w_ = conv_in
-        flops = 2 * n_ * c_ * cout * t_ * h_ * w_
-        out[f"conv1x1_{name}_gflops"] = flops / best / 1e9
-        out[f"conv1x1_{name}_gflops_median"] = flops / med / 1e9
-        out[f"{name}_peak_gflops"] = max(out[f"matmul_{name}_gflops"], out[f"conv1x1_{name}_gflops"])
-        del conv, x
+        for op, shape, cout, k, pad, cl in convs:
+            conv = nn.Conv3d(shape[1], cout, k, padding=pad, bias=False).to(device=device, dtype=dt)
+            x = torch.randn(shape, device=device, dtype=dt)
+            if cl:
+                conv = conv.to(memory_format=torch.channels_last_3d)
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            best, med = _best_time(lambda: conv(x), device, repeats)
+            n_, c_, t_, h_, w_ = shape
+            t_out = t_ + 2 * pad[0] - k[0] + 1
+            flops = 2 * n_ * c_ * cout * k[0] * k[1] * k[2] * t_out * h_ * w_
+            out[f"{op}_{name}_gflops"] = flops / best / 1e9
+            out[f"{op}_{name}_gflops_median"] = flops / med / 1e9
+            peak = max(peak, out[f"{op}_{name}_gflops"])
+            del conv, x
+        out[f"{name}_peak_gflops"] = peak
     return out
 
 
@@ -903,7 +922,9 @@ INFER_COLS = [("model", "model", 0), ("batch_size", "bs", 0), ("setting", "setti
               ("batch_time_ms_median", "ms/batch", 0), ("peak_mem_mb", "peak MB", 0),
               ("minor_faults_per_batch", "faults/batch", 0), ("top1_agreement_vs_fp32", "top1 agree", 2)]
 TRAIN_COLS = [("model", "model", 0), ("batch_size", "bs", 0), ("setting", "setting", 0),
+              ("precision", "precision", 0), ("channels_last", "CL", 0),
               ("clips_per_s", "clips/s", 2), ("speedup_vs_fp32", "x fp32", 2),
+              ("achieved_gflops", "GFLOP/s", 0), ("fraction_of_ceiling", "of ceiling", 2),
               ("batch_time_ms_median", "ms/step", 0), ("peak_mem_mb", "peak MB", 0),
               ("peak_mem_mb_per_clip", "MB/clip", 0), ("loss_first", "loss0", 3),
               ("loss_last", "lossN", 3)]
@@ -951,9 +972,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "experiments/synthetic/p3d.yaml; with --width-mult defaulting to 0.125)")
     g.add_argument("--train-batch-size", type=int, default=16)
     g.add_argument("--train-steps", type=int, default=5)
-    g.add_argument("--train-settings", nargs="+", default=["fp32", "bf16-mixed_cl"],
-                   help="fp32, fp32_cl, bf16-mixed, bf16-mixed_cl, 16-mixed_cl, and any of "
-                        "them + '_ckpt' (activation checkpointing)")
+    g.add_argument("--train-settings", nargs="+", default=["fp32", "fast"],
+                   help="fp32, fp32_cl, bf16-mixed, bf16-mixed_cl, 16-mixed_cl, fast (the "
+                        "training fast path: the machine's default precision + channels_last_3d, "
+                        "what `p3d fit` uses), and any of them + '_ckpt' (activation checkpointing)")
     g = p.add_argument_group("numerics of a trained checkpoint (--check)")
     g.add_argument("--check", metavar="CKPT", default=None,
                    help="compare the fast path with plain fp32 on the test clips of a trained "
@@ -980,15 +1002,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _train_setting(spec: str) -> Dict[str, Any]:
+def _train_setting(spec: str, device: str | torch.device = "cpu") -> Dict[str, Any]:
+    """Parse a --train-settings entry; a precision this device cannot run exits with a clear message."""
+    from p3d_lightning.precision import PrecisionUnsupportedError, check_training_precision
+
     ckpt = spec.endswith("_ckpt")
     base = spec[:-5] if ckpt else spec
+    if base == "fast":
+        prec = check_training_precision("auto", torch.device(device).type)
+        prec = "fp32" if prec == "32-true" else prec
+        return {"precision": prec, "channels_last": True, "checkpoint": ckpt}
     cl = base.endswith("_cl")
     prec = base[:-3] if cl else base
     if prec not in ("fp32", "bf16-mixed", "16-mixed"):
         raise SystemExit(f"p3d-bench: --train-settings entry {spec!r}: expected fp32 | bf16-mixed | "
-                         f"16-mixed, optionally + '_cl' and/or '_ckpt'")
+                         f"16-mixed, optionally + '_cl' and/or '_ckpt', or fast")
+    try:
+        check_training_precision(prec, torch.device(device).type, option=f"--train-settings {spec}")
+    except PrecisionUnsupportedError as err:
+        raise SystemExit(f"p3d-bench: {err}") from None
     return {"precision": prec, "channels_last": cl, "checkpoint": ckpt}
+
+
+def _check_inference_settings(settings: Sequence[str], device: torch.device) -> None:
+    """Exit with one clear message if a setting names a dtype this device cannot run."""
+    from p3d_lightning.precision import PrecisionUnsupportedError, resolve_inference_dtype
+
+    for s in settings:
+        kw = INFERENCE_SETTINGS.get(s) or {}
+        if "dtype" in kw:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    resolve_inference_dtype(kw["dtype"], device, what=f"p3d-bench --settings {s}")
+            except PrecisionUnsupportedError as err:
+                raise SystemExit(f"p3d-bench: {err}") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -1000,6 +1048,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # a precision this machine cannot run is an error now, not after the ceiling measurement
+    if args.train:
+        for spec in args.train_settings:
+            _train_setting(spec, device)
+    elif args.settings:
+        _check_inference_settings(args.settings, device)
     if args.quick:
         if args.models == ["p3d"]:
             args.models = ["p3d_tiny"]
@@ -1066,7 +1120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"{k[:-7]}={v:.0f}" for k, v in c.items() if k.endswith("_gflops")), flush=True)
 
     if args.train:
-        rows = _run_train(args, device)
+        rows = _run_train(args, device, meta.get("ceiling"))
         meta["load_average_end"] = load_average()
         csv_path, json_path = _write_outputs(out_dir, stem, rows, meta)
         _print_table(rows, TRAIN_COLS, "\nTraining (forward + backward + SGD step)")
@@ -1077,9 +1131,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = list(args.settings or (DEFAULT_GPU_SETTINGS if device.type == "cuda"
                                           else DEFAULT_CPU_SETTINGS))
         if device.type == "cpu" and args.settings is None:
-            from p3d_lightning.models.fastpath import cpu_supports_bf16
-            if not cpu_supports_bf16():
-                settings = ["fp32", "fp32_cl", "fp32_cl_fold"]
+            from p3d_lightning.precision import bf16_supported
+            if not bf16_supported("cpu"):  # no native bf16: the fp32 ladder up to the fast path
+                settings = list(DEFAULT_CPU_SETTINGS_NO_BF16)
+        _check_inference_settings(settings, device)
         if args.compile and "fast_compile" not in settings:
             settings.append("fast_compile")
         if "fp32" not in settings:
@@ -1100,12 +1155,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 SYNTHETIC_TRAIN_CFG = {"width_mult": 0.125, "clip_shape": (3, 16, 80, 80), "batch_size": 16}
 
 
-def _run_train(args: argparse.Namespace, device: torch.device) -> List[Dict[str, Any]]:
+def _run_train(args: argparse.Namespace, device: torch.device,
+               ceiling: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     shape = args.train_clip_shape or SYNTHETIC_TRAIN_CFG["clip_shape"]
     if args.width_mult is None and args.train_clip_shape is None:
         args.width_mult = SYNTHETIC_TRAIN_CFG["width_mult"]
     rows: List[Dict[str, Any]] = []
-    specs = [_train_setting(s) for s in args.train_settings]
+    specs = [_train_setting(s, device) for s in args.train_settings]
     for spec_text in args.models:
         name, _ = _parse_model_spec(spec_text, [args.train_batch_size])
         base = _build_model(name, args.num_classes, args.width_mult).to(device)
@@ -1138,6 +1194,13 @@ def _run_train(args: argparse.Namespace, device: torch.device) -> List[Dict[str,
             if text == "fp32":
                 plain = row["clips_per_s"]
             row["speedup_vs_fp32"] = row["clips_per_s"] / plain if plain else None
+            # forward + backward ~ 3x the forward FLOPs (the weight and input gradients)
+            row["achieved_gflops"] = row["clips_per_s"] * 3 * 2 * stats["gmacs"]
+            if ceiling:
+                prec = "bf16" if str(row.get("precision", "")).startswith("bf16") else "fp32"
+                peak = ceiling.get(f"{prec}_peak_gflops") or ceiling.get("fp32_peak_gflops")
+                row["ceiling_gflops"] = peak
+                row["fraction_of_ceiling"] = row["achieved_gflops"] / peak if peak else None
             rows.append(row)
     return rows
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from cpu_caps import requires_bf16
 from p3d_lightning import benchmark
 from p3d_lightning.benchmark import (PeakMemory, measure_ceiling, measure_inference_speed,
                                      measure_training_speed, workers_needed)
@@ -38,9 +39,12 @@ def test_measure_inference_speed_records_settings():
 def test_measure_inference_speed_fast_path_precision():
     from p3d_lightning.models.fastpath import optimize_for_inference
 
-    fast = optimize_for_inference(_tiny_net(), dtype="bf16")
+    from p3d_lightning.precision import bf16_supported
+
+    fast = optimize_for_inference(_tiny_net())  # auto: bf16 where native, else fp32
     res = measure_inference_speed(fast, (3, 4, 8, 8), batch_size=2, warmup=0, repeats=1)
-    assert res["precision"] == "bf16" and res["channels_last"] is True
+    assert res["precision"] == ("bf16" if bf16_supported("cpu") else "fp32")
+    assert res["channels_last"] is True
 
 
 def test_measure_ceiling_quick():
@@ -53,7 +57,9 @@ def test_measure_ceiling_quick():
 def test_measure_training_speed_does_not_touch_model():
     net = _tiny_net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    for prec, cl in [("fp32", False), ("bf16-mixed", True)]:
+    from cpu_caps import _CAPS
+
+    for prec, cl in [("fp32", False), ("fp32", True)] + ([("bf16-mixed", True)] if _CAPS.bf16_runs else []):
         res = measure_training_speed(net, (3, 4, 8, 8), batch_size=2, num_classes=3, precision=prec,
                                      channels_last=cl, steps=2, warmup=1)
         assert res["clips_per_s"] > 0 and res["precision"] == prec
@@ -88,10 +94,45 @@ def test_parse_helpers():
     assert benchmark._parse_shape("2x16x112x112") == (2, 16, 112, 112)
     assert benchmark._parse_model_spec("p3d199:4", [8]) == ("p3d199", [4])
     assert benchmark._parse_model_spec("p3d", [8]) == ("p3d", [8])
-    assert benchmark._train_setting("bf16-mixed_cl_ckpt") == {
-        "precision": "bf16-mixed", "channels_last": True, "checkpoint": True}
+    assert benchmark._train_setting("fp32_cl_ckpt") == {
+        "precision": "fp32", "channels_last": True, "checkpoint": True}
+    assert benchmark._train_setting("fast")["channels_last"] is True
     with pytest.raises(SystemExit):
         benchmark._train_setting("fp8")
+
+
+@requires_bf16
+def test_parse_bf16_train_setting_where_bf16_runs():
+    assert benchmark._train_setting("bf16-mixed_cl_ckpt") == {
+        "precision": "bf16-mixed", "channels_last": True, "checkpoint": True}
+
+
+def _no_bf16(monkeypatch):
+    """Make this machine look like an AVX2-only CPU: the probe reports that bf16 does not run."""
+    from p3d_lightning import precision
+
+    monkeypatch.setenv("P3D_CPU_BF16", "0")
+    precision.cpu_capabilities.cache_clear()
+    return precision
+
+
+def test_bench_without_bf16_picks_fp32_and_rejects_bf16_clearly(tmp_path, monkeypatch, capsys):
+    """The AVX2 branch on any machine: fp32 ladder by default, explicit bf16 a clear exit."""
+    precision = _no_bf16(monkeypatch)
+    try:
+        assert benchmark.main(["--quick", "--no-ceiling", "--out-dir", str(tmp_path)]) == 0
+        rows, data = _read(tmp_path, "infer")
+        assert [r["setting"] for r in rows] == benchmark.DEFAULT_CPU_SETTINGS_NO_BF16
+        assert {r["precision"] for r in rows} == {"fp32"}
+        assert "no bf16" in data["meta"]["device_name"]
+        with pytest.raises(SystemExit, match=r"--settings bf16_fold_cl.*does not run on this CPU.*fp32"):
+            benchmark.main(["--quick", "--out-dir", str(tmp_path), "--settings", "bf16_fold_cl"])
+        with pytest.raises(SystemExit, match=r"--train-settings bf16-mixed_cl.*32-true"):
+            benchmark.main(["--quick", "--train", "--out-dir", str(tmp_path),
+                            "--train-settings", "bf16-mixed_cl"])
+        assert benchmark._train_setting("fast")["precision"] == "fp32"
+    finally:
+        precision.cpu_capabilities.cache_clear()
 
 
 def _read(out_dir, mode):
@@ -122,9 +163,9 @@ def test_bench_quick_inference_writes_csv_json(tmp_path, capsys):
 
 def test_bench_quick_train_writes_csv_json(tmp_path):
     assert benchmark.main(["--quick", "--train", "--no-ceiling", "--out-dir", str(tmp_path),
-                           "--train-settings", "fp32", "bf16-mixed_cl_ckpt"]) == 0
+                           "--train-settings", "fp32", "fast_ckpt"]) == 0
     rows, data = _read(tmp_path, "train")
-    assert [r["setting"] for r in rows] == ["fp32", "bf16-mixed_cl_ckpt"]
+    assert [r["setting"] for r in rows] == ["fp32", "fast_ckpt"]
     assert all(float(r["clips_per_s"]) > 0 and r["peak_mem_mb_per_clip"] != "" for r in rows)
 
 

@@ -11,6 +11,7 @@ from p3d_lightning.models.fastpath import fold_batchnorm, optimize_for_inference
 from p3d_lightning.models.fusion import (conv_pointwise, count_fused, fuse_pointwise, fusion_available,
                                          max_pool_t2_2d, temporal_max2)
 from training_utils import randomize_bn
+from cpu_caps import requires_bf16
 
 needs_onednn = pytest.mark.skipif(not fusion_available(), reason="no oneDNN fused conv in this build")
 CL3 = torch.channels_last_3d
@@ -62,7 +63,7 @@ def test_fusing_twice_does_not_rescale_shared_weights(tiny_folded, clips):
 
 
 @needs_onednn
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=requires_bf16)])
 def test_conv_pointwise_fused_equals_plain_ops_and_keeps_other(dtype):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 8, 4, 6, 6, generator=g).to(dtype).contiguous(memory_format=CL3)
@@ -113,15 +114,22 @@ def test_optimize_for_inference_fuses_on_cpu_by_default(tiny_folded, clips):
         torch.testing.assert_close(fused(clips), net(clips), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fused.forward_features(clips), plain.forward_features(clips),
                                    rtol=1e-4, atol=1e-4)
+    # the wrapper can be deep-copied (e.g. by Lightning) and still runs
+    clone = copy.deepcopy(fused)
+    with torch.no_grad():
+        torch.testing.assert_close(clone(clips), fused(clips))
+
+
+@needs_onednn
+@requires_bf16
+def test_bf16_fast_path_fuses_and_stays_within_tolerance(tiny_folded, clips):
+    net, _ = tiny_folded
+    with torch.no_grad():
         bf = optimize_for_inference(net, dtype="bf16")
         assert bf.fused_ops
         ref = net(clips)
         diff = (bf(clips) - ref).abs().max()
         assert diff <= 0.05 * ref.abs().max() + 0.05
-    # the wrapper can be deep-copied (e.g. by Lightning) and still runs
-    clone = copy.deepcopy(fused)
-    with torch.no_grad():
-        torch.testing.assert_close(clone(clips), fused(clips))
 
 
 class _Untraceable(nn.Module):
@@ -148,14 +156,15 @@ def test_untraceable_model_falls_back_or_raises_when_asked():
 
 
 @needs_onednn
-def test_prepacked_weights_follow_in_place_updates_and_are_released():
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=requires_bf16)])
+def test_prepacked_weights_follow_in_place_updates_and_are_released(dtype):
     import gc
 
     from p3d_lightning.models import fusion
 
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 8, 4, 6, 6, generator=g).to(torch.bfloat16).contiguous(memory_format=CL3)
-    w = torch.randn(16, 8, 1, 3, 3, generator=g).to(torch.bfloat16).contiguous(memory_format=CL3)
+    x = torch.randn(2, 8, 4, 6, 6, generator=g).to(dtype).contiguous(memory_format=CL3)
+    w = torch.randn(16, 8, 1, 3, 3, generator=g).to(dtype).contiguous(memory_format=CL3)
     args = ([1, 1, 1], [0, 1, 1], [1, 1, 1], 1)
     with torch.no_grad():
         first = conv_pointwise(x, w, None, *args, "relu")
@@ -166,7 +175,7 @@ def test_prepacked_weights_follow_in_place_updates_and_are_released():
         torch.testing.assert_close(second, torch.relu(F.conv3d(x, w, None, *args)), rtol=3e-2, atol=0.15)
         assert not torch.equal(first, second)
         # another input shape gets its own packing
-        x2 = torch.randn(1, 8, 2, 5, 5, generator=g).to(torch.bfloat16).contiguous(memory_format=CL3)
+        x2 = torch.randn(1, 8, 2, 5, 5, generator=g).to(dtype).contiguous(memory_format=CL3)
         torch.testing.assert_close(conv_pointwise(x2, w, None, *args, "relu"),
                                    torch.relu(F.conv3d(x2, w, None, *args)), rtol=3e-2, atol=0.15)
     key = id(w)

@@ -60,45 +60,25 @@ BF16_LOGIT_ATOL = 0.05
 
 
 # --------------------------------------------------------------------------------------
-# Hardware capability
+# Hardware capability (decided by probing, in p3d_lightning.precision)
 # --------------------------------------------------------------------------------------
 def cpu_supports_bf16() -> bool:
-    """True if this CPU has native bf16 arithmetic (AVX512_BF16 or AMX) usable by oneDNN."""
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        fn = getattr(cpu, probe, None)
-        if fn is not None:
-            try:
-                if fn():
-                    return True
-            except Exception:  # pragma: no cover - private API changed
-                pass
-    try:  # fall back to /proc/cpuinfo flags (Linux)
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:  # pragma: no cover
-        return False
+    """True if bf16 runs natively on this CPU (probed; see :func:`p3d_lightning.precision.cpu_capabilities`)."""
+    from p3d_lightning.precision import bf16_supported
+
+    return bf16_supported("cpu")
 
 
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:
     """Map ``'auto'|'bf16'|'fp16'|'fp32'`` (or a torch dtype) to the compute dtype for ``device``.
 
-    ``'auto'``: CUDA -> bf16 if ``torch.cuda.is_bf16_supported()`` else fp16; CPU -> bf16 if
-    :func:`cpu_supports_bf16` else fp32. An explicit dtype is returned as asked.
+    ``'auto'``: CUDA -> bf16 if ``torch.cuda.is_bf16_supported()`` else fp16; CPU -> bf16 where
+    it runs natively, else fp32. An explicit dtype this CPU cannot run raises
+    :class:`~p3d_lightning.precision.PrecisionUnsupportedError` naming the missing features.
     """
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    key = str(dtype).lower()
-    if key == "auto":
-        dev = torch.device(device)
-        if dev.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
-    if key not in _DTYPES:
-        raise ValueError(f"optimize_for_inference: dtype must be one of 'auto', 'bf16', 'fp16', "
-                         f"'fp32' (or a torch dtype), got {dtype!r}")
-    return _DTYPES[key]
+    from p3d_lightning.precision import resolve_inference_dtype
+
+    return resolve_inference_dtype(dtype, device)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
