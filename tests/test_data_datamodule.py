@@ -249,3 +249,18 @@ def test_datamodule_reads_the_contract_from_the_trainer_model(root):
     assert _dm(root, model_cfg="p3d199").resolve_input_contract().normalization == "caffe"  # without a trainer
     with pytest.raises(ValueError, match="unknown model 'p3dx'"):
         _dm(root, model_cfg="p3dx")
+
+
+def test_test_stage_needs_no_training_videos(root, tmp_path):
+    import shutil
+
+    lone = tmp_path / "lone"
+    shutil.copytree(root, lone)
+    (lone / "trainlist01.txt").write_text("")
+    dm = _dm(lone)
+    dm.setup("test")
+    assert len(dm.test_dataset) > 0 and len(dm.train_dataset) == 0
+    with pytest.raises(RuntimeError, match="no readable train videos"):
+        dm.train_dataloader()
+    with pytest.raises(RuntimeError, match="no readable train videos"):
+        _dm(lone).setup("fit")

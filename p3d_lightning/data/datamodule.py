@@ -500,7 +500,10 @@ class VideoDataModule(pl.LightningDataModule):
         if predict_split != "test":
             records = ann.train if predict_split == "train" else ann.train + ann.test
             self.predict_dataset = make(records, False, self.num_eval_clips)
-        for name, ds in (("train", self.train_dataset), ("test", eval_ds)):
+        # test / predict need no training videos (e.g. a handful of labelled validation videos)
+        needed = (("test", eval_ds),) if stage in ("test", "predict", "validate") else \
+            (("train", self.train_dataset), ("test", eval_ds))
+        for name, ds in needed:
             if len(ds.videos) == 0:
                 raise RuntimeError(f"no readable {name} videos for dataset={self.dataset!r} under {self.root!r} "
                                    f"({ds.num_skipped} skipped, e.g. {ds.skipped[:1]})")
@@ -544,6 +547,10 @@ class VideoDataModule(pl.LightningDataModule):
                           persistent_workers=self.persistent_workers and self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is not None and len(self.train_dataset.videos) == 0:
+            ds = self.train_dataset
+            raise RuntimeError(f"no readable train videos for dataset={self.dataset!r} under {self.root!r} "
+                               f"({ds.num_skipped} skipped, e.g. {ds.skipped[:1]})")
         trainer = getattr(self, "trainer", None)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         sampler = EpochSampler(self.train_dataset, num_replicas=world, rank=rank, seed=self.seed)
