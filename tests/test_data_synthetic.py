@@ -96,3 +96,17 @@ def test_cli(tmp_path, capsys):
     assert "wrote 2 train + 2 test videos of 2 classes" in capsys.readouterr().out
     with pytest.raises(ValueError, match="even"):
         generate_synthetic_dataset(str(tmp_path / "x"), size=(33, 48))
+
+
+def test_data_commands_do_not_import_lightning():
+    """p3d-synth / p3d-prescan start in well under a second of imports: no Lightning at import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, p3d_lightning.data.synthetic, p3d_lightning.data.prescan, p3d_lightning.data; "
+            "print('pytorch_lightning' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out
+    from p3d_lightning.data import VideoDataModule  # still importable from the package, lazily
+
+    assert VideoDataModule.__name__ == "VideoDataModule"
