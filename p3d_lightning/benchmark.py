@@ -241,13 +241,16 @@ def measure_inference_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16
                             batch_size: int = 8, *, warmup: int = 3, repeats: int = 10,
                             device: str | torch.device | None = None,
                             setting_name: str = "", measure_memory: bool = True,
-                            input_dtype: torch.dtype = torch.float32) -> Dict[str, Any]:
+                            input_dtype: torch.dtype = torch.float32,
+                            max_seconds: Optional[float] = None) -> Dict[str, Any]:
     """Inference throughput of ``model`` on a fixed synthetic batch.
 
     One random fp32 batch ``(batch_size, *clip_shape)`` is made on the device up front (data
     loading excluded); ``warmup`` untimed passes, then ``repeats`` timed passes under
     ``torch.inference_mode()``, each bracketed by a device synchronise. ``model`` is put in
     eval mode, and moved to ``device`` if given (default: where its parameters are).
+    ``max_seconds`` bounds the timed part: passes stop once that much time is spent (at least
+    two are timed), so a slow machine measures fewer repeats instead of taking minutes.
 
     Returns a dict: ``setting``, ``clips_per_s`` (median over repeats), ``frames_per_s``
     (clips/s x T), ``batch_time_ms_{median,mean,min,max,std}``, ``batch_times_s`` (raw),
@@ -277,12 +280,14 @@ def measure_inference_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16
             model(x)
         _sync(device)
         faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(repeats):
+        for i in range(repeats):
             _sync(device)
             t0 = time.perf_counter()
             model(x)
             _sync(device)
             times.append(time.perf_counter() - t0)
+            if max_seconds is not None and i >= 1 and sum(times) >= max_seconds:
+                break
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
         # memory: one extra untimed pass (PeakMemory trims the heap, which must not
         # disturb the timed passes)
@@ -294,7 +299,7 @@ def measure_inference_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16
     out.update({
         "batch_times_s": times,
         "peak_mem_mb": getattr(mem, "peak_mb", None),
-        "minor_faults_per_batch": faults / repeats,
+        "minor_faults_per_batch": faults / len(times),
         "device": str(device),
         "device_name": device_name(device),
         "precision": _precision_of(model),
@@ -308,7 +313,7 @@ def measure_inference_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "warmup": warmup,
-        "repeats": repeats,
+        "repeats": len(times),
     })
     return out
 
