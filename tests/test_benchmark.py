@@ -246,3 +246,10 @@ def test_bench_check_trained_checkpoint(tiny_synthetic_root, tmp_path, monkeypat
         benchmark.main(["--check", str(ckpt), "--config", config, "--out-dir", str(out), "--set", "data.root"])
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         benchmark.check_fast_path_on_data(tmp_path / "missing.ckpt", config)
+
+
+def test_measure_inference_speed_time_budget_stops_early():
+    """max_seconds bounds the timed passes (at least two), so a slow CPU is not measured for minutes."""
+    res = measure_inference_speed(_tiny_net(), (3, 4, 8, 8), batch_size=2, warmup=0, repeats=1000,
+                                  max_seconds=0.0, measure_memory=False)
+    assert res["repeats"] == 2 and len(res["batch_times_s"]) == 2
