@@ -375,12 +375,12 @@ def _paper_scale_speed(arch: str, in_channels: int, speed_cfg: Dict[str, Any]) -
 
 
 def _prepare_run(model_name: str, cfg_path: Path, overrides: Dict[str, Any]):
-    """Instantiate the run's LightningModule, DataModule and trainer settings from its config."""
-    from p3d_lightning.cli import instantiate_from_config
+    """The run's LightningModule, DataModule, trainer settings and resolved config (a dict)."""
+    from p3d_lightning.cli import load_experiment
 
     if not cfg_path.is_file():
         raise AblationError(f"config for {model_name!r} not found: {cfg_path}")
-    return instantiate_from_config(str(cfg_path), overrides=overrides)
+    return load_experiment(str(cfg_path), overrides=overrides)
 
 
 def run_ablation(
@@ -430,7 +430,7 @@ def run_ablation(
             print(f"[ablation] {name}: already in {results_path}, skipping")
             continue
         try:
-            module, datamodule, trainer_kwargs = _prepare_run(name, config.runs[name], overrides)
+            module, datamodule, trainer_kwargs, resolved = _prepare_run(name, config.runs[name], overrides)
             datamodule.prepare_data()
             datamodule.setup("fit")
         except AblationError:
@@ -440,22 +440,29 @@ def run_ablation(
         n_train = len(datamodule.train_dataset)
         if n_train == 0:
             raise AblationError(f"{name}: the training set of {config.runs[name]} is empty (root: {_dm_root(datamodule)})")
-        pending.append((name, module, datamodule, trainer_kwargs))
+        pending.append((name, module, datamodule, trainer_kwargs, resolved))
 
     speed_cfg = {"batch_size": 8, "fast_path": True, "paper_scale": True, **config.speed}
     trained = 0
-    for position, (name, module, datamodule, trainer_kwargs) in enumerate(pending):
-        run_dir = output / "runs" / name
+    for position, (name, module, datamodule, trainer_kwargs, resolved) in enumerate(pending):
+        from p3d_lightning.cli import RunFolder
+        from p3d_lightning.resume import LastCheckpoint
+
+        run = RunFolder(str(output), "runs", name)  # <output>/runs/<model>/, W&B id in its run.json
+        run_dir = Path(run.path)
         ckpt_dir = run_dir / "checkpoints"
         last = ckpt_dir / "last.ckpt"
         pl.seed_everything(int(trainer_kwargs.pop("seed_everything", 0) or 0), workers=True)
+        wandb_id = run.wandb_id() if _is_rank_zero() else None
         loggers = make_loggers(
             save_dir=str(run_dir),
             name=name,
             group=config.name,
             project=wandb_project,
             mode=wandb_mode,
-            config={"ablation": config.name, "model": name, "config_file": str(config.runs[name])},
+            version=wandb_id,
+            job_type="train",
+            config={"ablation": config.name, "model": name, "config_file": str(config.runs[name]), "cli": resolved},
         )
         stats = ModelStatsCallback()
         infer = InferenceSpeedCallback(
@@ -465,17 +472,19 @@ def run_ablation(
             repeats=int(speed_cfg.get("repeats", 5)),
         )
         throughput = TrainThroughputCallback()
-        checkpoint = pl.callbacks.ModelCheckpoint(
+        checkpoint = pl.callbacks.ModelCheckpoint(  # the best by val/video_acc1 (kept for reference)
             dirpath=str(ckpt_dir),
             filename="best-{step}",
             monitor="val/video_acc1",
             mode="max",
-            save_last=True,
+            save_last=False,
             save_top_k=1,
         )
+        last_every = int((resolved.get("last_checkpoint") or {}).get("every_n_train_steps") or 0)
+        last_checkpoint = LastCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=last_every)
         kwargs = dict(trainer_kwargs)
         kwargs.pop("logger", None)
-        kwargs.pop("callbacks", None)
+        extra_callbacks = list(kwargs.pop("callbacks", None) or [])  # the config's trainer.callbacks
         kwargs.pop("default_root_dir", None)
         if not progress:
             kwargs["enable_progress_bar"] = False
@@ -483,14 +492,30 @@ def run_ablation(
             **kwargs,
             default_root_dir=str(run_dir),
             logger=loggers,
-            callbacks=[checkpoint, stats, infer, throughput],
+            callbacks=[*extra_callbacks, checkpoint, last_checkpoint, stats, infer, throughput],
         )
-        print(f"[ablation] {name}: training ({'resuming from ' + str(last) if last.is_file() else 'from scratch'})")
+        resume_from = str(last) if last.is_file() else None
+        if resume_from:
+            from p3d_lightning.cli import check_checkpoint
+
+            try:
+                check_checkpoint(resume_from)
+            except ValueError as err:
+                raise AblationError(f"{name}: {err}; delete it to retrain {name} from scratch") from err
+        print(f"[ablation] {name}: training ({'resuming from ' + resume_from if resume_from else 'from scratch'})")
         start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True if resume_from else None)
         train_time = time.perf_counter() - start
-        # The paper tests the final network; val is only a monitor.
+        if last_checkpoint._last_saved is None or last_checkpoint._last_saved[0] != trainer.global_step:
+            last_checkpoint.save(trainer, "final")  # the row names the checkpoint of the network it tests
+        # The paper tests the final network (the one in last.ckpt); val is only a monitor.
         test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        if not trainer.is_global_zero:  # other DDP ranks took part in fit/test; rank zero writes
+            _finish_wandb()
+            trained += 1
+            if stop_after is not None and trained >= stop_after:
+                return []
+            continue
         row: Dict[str, Any] = {
             "model": name,
             "arch": module.hparams.get("arch", name),
@@ -526,6 +551,8 @@ def run_ablation(
             print(f"[ablation] stopping after {trained} model(s) as asked; re-run to finish")
             return read_results(results_path)
 
+    if not _is_rank_zero():
+        return []
     rows = read_results(results_path)
     order = {m: i for i, m in enumerate(config.runs)}
     rows.sort(key=lambda r: order.get(r["model"], len(order)))
@@ -533,6 +560,16 @@ def run_ablation(
     _write_outputs(output, rows, config.name)
     _log_table_to_wandb(output, rows, config.name, wandb_project, wandb_mode)
     return rows
+
+
+def _is_rank_zero() -> bool:
+    """True in the process of global rank zero (and without DDP); Lightning's launcher sets RANK/LOCAL_RANK."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)) or 0) == 0 and \
+        int(os.environ.get("NODE_RANK", 0) or 0) == 0
 
 
 def _dm_root(datamodule: Any) -> str:

@@ -157,12 +157,16 @@ def make_loggers(
     config: Optional[Dict[str, Any]] = None,
     tags: Optional[Sequence[str]] = None,
     csv: bool = True,
+    version: Optional[str] = None,
+    job_type: Optional[str] = None,
 ) -> List[Logger]:
     """The loggers of one run: ``[CSVLogger, WandbLogger]``.
 
     The CSV logger comes first, so ``trainer.log_dir`` (config.yaml, default checkpoint
     folder) is ``<save_dir>/<name>/version_<n>``; W&B files go to ``<save_dir>/wandb``.
-    Call ``wandb.finish()`` after the run when several runs share a process.
+    ``version`` is the W&B run id: pass the same id to continue the same W&B run after a
+    resume (``resume="allow"``). Call ``wandb.finish()`` after the run when several runs share
+    a process.
     """
     loggers: List[Logger] = []
     if csv:
@@ -176,6 +180,8 @@ def make_loggers(
             mode=mode,
             config=config,
             tags=list(tags) if tags else None,
+            version=version,
+            job_type=job_type,
         )
     )
     return loggers

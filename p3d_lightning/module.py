@@ -23,10 +23,8 @@ batch of 128 clips are trainer/data settings (``max_steps``, devices x batch x
 from __future__ import annotations
 
 import math
-import random
 from typing import Any, Dict, Literal, Optional
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -34,43 +32,14 @@ from torch import Tensor, nn
 from pytorch_lightning.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassAccuracy
 
+from p3d_lightning import resume
 from p3d_lightning.metrics import MultiClipAccuracy
+from p3d_lightning.precision import bf16_supported, default_precision  # noqa: F401 (re-exported)
 
 __all__ = ["P3DClassifier", "StepLR", "default_precision", "bf16_supported", "BATCH_KEYS"]
 
 BATCH_KEYS = ("clip", "label", "video_idx", "clip_idx")
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-def bf16_supported(device: Optional[str] = None) -> bool:
-    """Whether bf16 autocast runs natively on ``device`` (default: CUDA if available, else CPU).
-
-    CPU: AVX512_BF16 or AMX (oneDNN bf16 kernels); without them bf16 is emulated and slower
-    than fp32. CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and newer).
-    """
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if str(dev).startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    try:
-        from p3d_lightning.models.fastpath import cpu_supports_bf16
-
-        return bool(cpu_supports_bf16())
-    except ImportError:  # fastpath not available: probe directly
-        probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        return bool((probe and probe()) or (amx and amx()))
-
-
-def default_precision(device: Optional[str] = None) -> str:
-    """The training precision used when a config does not set ``trainer.precision``.
-
-    ``"bf16-mixed"`` where bf16 is native (see :func:`bf16_supported`), ``"16-mixed"`` on a GPU
-    without bf16, ``"32-true"`` on a CPU without bf16.
-    """
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if bf16_supported(dev):
-        return "bf16-mixed"
-    return "16-mixed" if str(dev).startswith("cuda") else "32-true"
 
 
 class StepLR:
@@ -222,7 +191,7 @@ class P3DClassifier(pl.LightningModule):
         self.val_metrics = MultiClipAccuracy(num_classes)
         self.test_metrics = MultiClipAccuracy(num_classes)
         self._pretrained_loaded = pretrained is None
-        self._pending_rng: Optional[Dict[str, Any]] = None
+        self._train_seed: Optional[int] = None  # base of the per-batch seeds (p3d_lightning.resume)
         self.__dict__["_compiled"] = None  # not a submodule: keeps state_dict keys plain
         self.__dict__["_fast"] = None
 
@@ -404,42 +373,33 @@ class P3DClassifier(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
+    def on_fit_start(self) -> None:
+        if self._train_seed is None:  # not restored from a checkpoint: this run's seed
+            self._train_seed = resume.run_seed()
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # Exact resume: restore the RNG streams saved with the checkpoint right before the
-        # first resumed step (after the resumed dataloader iterator has been created).
-        if self._pending_rng is not None:
-            _set_rng_state(self._pending_rng)
-            self._pending_rng = None
+        # Exact resume: every batch draws its random numbers (dropout) from a seed fixed by its
+        # position in the run, so a resumed run needs no generator state (see resume.py).
+        if self._train_seed is None:
+            self._train_seed = resume.run_seed()
+        trainer = self._trainer
+        if trainer is None:
+            resume.seed_step(self._train_seed, 0, batch_idx)
+            return
+        micro = batch_idx % max(1, int(trainer.accumulate_grad_batches))
+        resume.seed_step(self._train_seed, trainer.global_step, micro, trainer.global_rank)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        checkpoint["p3d_rng_state"] = _get_rng_state()
+        seed = self._train_seed if self._train_seed is not None else resume.run_seed()
+        checkpoint[resume.RNG_KEY] = resume.rng_checkpoint_state(seed)
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         self._pretrained_loaded = True  # checkpoint weights supersede ``pretrained``
-        self._pending_rng = checkpoint.get("p3d_rng_state")
+        state = checkpoint.get(resume.RNG_KEY)
+        if state is not None:
+            self._train_seed = int(state["base_seed"])
 
-
-def _get_rng_state() -> Dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        # numpy's key array as a tensor keeps the checkpoint loadable with weights_only=True
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

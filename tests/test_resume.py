@@ -5,7 +5,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from p3d_lightning.cli import make_resumable
+from p3d_lightning.resume import make_resumable
 from p3d_lightning.module import P3DClassifier
 from training_utils import quiet_warnings, tiny_datamodule, tiny_trainer
 
