@@ -33,17 +33,33 @@ def test_fit_test_predict_round_trip(tiny_synthetic_root, tmp_path, monkeypatch)
     assert os.path.isfile(tmp_path / "ckpt" / "last.ckpt")
     best = glob.glob(str(tmp_path / "ckpt" / "best-step*.ckpt"))
     assert len(best) == 1
-    # CSV metrics and the resolved config are written next to each other
-    csv = glob.glob(str(tmp_path / "logs" / "synthetic_p3d" / "version_*" / "metrics.csv"))
-    assert csv and "val/video_acc1" in open(csv[0]).read()
-    cfg = glob.glob(str(tmp_path / "logs" / "synthetic_p3d" / "version_*" / "config.yaml"))
-    saved = yaml.safe_load(open(cfg[0]))
+    # CSV metrics and the resolved config are written next to each other, in the run folder
+    run = tmp_path / "runs" / "synthetic_p3d" / "version_0"
+    csv = run / "logs" / "fit" / "metrics.csv"
+    assert "val/video_acc1" in csv.read_text()
+    saved = yaml.safe_load((run / "logs" / "fit" / "config.yaml").read_text())
     assert saved["data"]["num_classes"] == 4 and "num_classes" not in saved["model"]  # written once, linked
+    assert (run / "config.yaml").is_file() and (run / "run.json").is_file()
 
     main(["test", *args, "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")])
     main(["predict", *args, "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")])
     assert os.path.isfile(tmp_path / "feats" / "features.pt")
     assert os.path.isfile(tmp_path / "feats" / "features.manifest.json")
+    assert sorted(os.listdir(tmp_path)) == ["ckpt", "feats", "runs"]  # nothing else in the working directory
+
+
+def test_second_fit_gets_its_own_run_folder_and_defaults_point_inside_it(tiny_synthetic_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [a for a in _tiny_args(tiny_synthetic_root, tmp_path)]
+    cut = args.index("--checkpoint.dirpath")
+    args = args[:cut]  # default checkpoint and feature folders
+    for _ in range(2):
+        main(["fit", *args, "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0"])
+    for v in ("version_0", "version_1"):
+        run = tmp_path / "runs" / "synthetic_p3d" / v
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert (run / "logs" / "fit" / "metrics.csv").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["runs"]
 
 
 def test_num_classes_is_written_once_and_precision_defaults(tiny_synthetic_root, tmp_path):
