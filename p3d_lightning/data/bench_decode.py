@@ -275,7 +275,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     q = a.quality if a.quality is not None else (3 if codec == "mpeg4" else 18)
                     ext = os.path.splitext(v)[1] if codec == "mpeg4" or not v.endswith(".avi") else ".mkv"
                     out = os.path.join(tmp, f"prepared_{codec}_{gop}_{os.path.basename(v)}{ext}")
-                    transcode_video(v, out, a.short_side or None, codec=codec, gop_size=gop, crf=q)
+                    transcode_video(v, out, a.short_side or None, codec=codec, gop_size=gop, quality=q)
                     r = bench_prepared(v, out, a.num_clips, a.clip_len, a.eval_clips, a.eval_repeats, seed=a.seed)
                     print(f"| {os.path.basename(v)} ({r['size']}, {r['frames']} frames) | {codec} q{q} GOP {gop} "
                           f"{r['prepared_size']} | {r['raw']:.1f} | {r['prepared']:.1f} | "

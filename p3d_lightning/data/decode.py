@@ -513,9 +513,9 @@ def transcode_video(
     dst: str,
     short_side: Optional[int] = None,
     *,
-    codec: str = "libx264",
-    gop_size: int = 16,
-    crf: int = 18,
+    codec: str = "mpeg4",
+    gop_size: int = 8,
+    quality: int = 3,
     preset: str = "veryfast",
     threads: int = 1,
 ) -> TranscodeResult:
@@ -525,11 +525,12 @@ def transcode_video(
 
     Frame ``i`` of the output is frame ``i`` as ``read_frames`` indexes the source (from
     timestamps): a timestamp gap is filled by repeating the previous frame, so indices keep
-    their meaning. ``codec``: ``"libx264"`` (``crf`` quality, ``tune=fastdecode``: no CABAC, no
-    deblocking, so it decodes fast) or ``"mpeg4"`` (``crf`` used as the qscale, 2-31). The
+    their meaning. ``codec``: ``"mpeg4"`` (Xvid-like; ``quality`` is the qscale, 2 best .. 31)
+    or ``"libx264"`` (``quality`` is the CRF, 0 lossless .. 51; ``tune=fastdecode``: no CABAC,
+    no deblocking; not into .avi, whose muxer shifts x264's timestamps by one frame). The
     container follows ``dst``'s extension (an ``.avi`` stays an ``.avi``, so split files still
-    name it); ``.webm`` and ``.mpg`` get Matroska content. Raises ``DecodeError`` for a source that cannot
-    be decoded.
+    name it); ``.webm`` and ``.mpg`` get Matroska content. Raises ``DecodeError`` for a source
+    that cannot be decoded.
     """
     ext = os.path.splitext(dst)[1].lower()
     fmt = _CONTAINER_FORMATS.get(ext, "matroska")
@@ -537,6 +538,9 @@ def transcode_video(
         raise ValueError(f"transcode_video: codec must be 'libx264' or 'mpeg4', got {codec!r}")
     if gop_size < 1:
         raise ValueError(f"transcode_video: gop_size must be >= 1, got {gop_size}")
+    if codec == "libx264" and fmt == "avi":
+        raise ValueError(f"transcode_video: libx264 into an .avi ({dst!r}) shifts the timestamps by one frame; "
+                         "use codec='mpeg4' or an .mp4/.mkv name")
     reformatter = VideoReformatter()
     written = filled = dropped = 0
     with _open(src) as inp:
@@ -563,14 +567,17 @@ def transcode_video(
                         ostream.gop_size = int(gop_size)
                         ostream.codec_context.thread_count = int(threads)
                         if codec == "libx264":
-                            ostream.options = {"bf": "0", "preset": preset, "tune": "fastdecode", "crf": str(int(crf)),
+                            ostream.options = {"bf": "0", "preset": preset, "tune": "fastdecode", "crf": str(int(quality)),
                                                "keyint_min": str(int(gop_size)), "sc_threshold": "0",
                                                "g": str(int(gop_size))}
                         else:
                             if fmt == "avi":
                                 ostream.codec_tag = "XVID"
-                            ostream.codec_context.qscale = int(crf)
-                            ostream.options = {"bf": "0", "g": str(int(gop_size))}
+                            # a constant quantiser: qscale alone is ignored (frames carry quality 0 and
+                            # the encoder clips that to qmin), so pin qmin = qmax = quality
+                            ostream.codec_context.qscale = int(quality)
+                            ostream.options = {"bf": "0", "g": str(int(gop_size)), "qmin": str(int(quality)),
+                                               "qmax": str(int(quality))}
                     small = reformatter.reformat(frame, format="yuv420p", width=out_hw[1], height=out_hw[0],
                                                  interpolation="BILINEAR")
                     while written < idx and prev is not None:  # gap in the timestamps: hold the frame

@@ -95,7 +95,7 @@ def prepare_video(src: str, dst: str, settings: PrepSettings) -> dict:
     t0 = time.perf_counter()
     try:
         res = transcode_video(src, tmp, settings.short_side, codec=settings.codec, gop_size=settings.gop,
-                              crf=settings.quality)
+                              quality=settings.quality)
         out = probe_video(tmp, validate=True)
     except DecodeError as e:
         _remove(tmp)
