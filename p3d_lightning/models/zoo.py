@@ -41,9 +41,12 @@ IMAGENET_STD: Tuple[float, ...] = (0.229, 0.224, 0.225)
 class ModelCfg:
     """What a model expects from the data: clip shape, normalisation, classifier.
 
-    ``normalization`` names the data module's option: "imagenet" means RGB pixels in [0, 1],
-    then ``(x - mean) / std``; "caffe" (the released P3D-199 weights) means 0-255 pixels in
-    BGR order minus ``mean`` (std 1; flow: minus 128).
+    ``VideoDataModule`` takes ``normalization``, ``channel_order``, ``mean`` and ``std`` from
+    here unless its config sets them (``data.normalization`` etc.): "imagenet" means pixels in
+    [0, 1], then ``(x - mean) / std``; "caffe" (the released P3D-199 weights) means 0-255
+    pixels minus ``mean`` (std 1), channels in ``channel_order`` ("BGR" is inferred from the
+    Caffe convention, not confirmed: see docs/models.md), flow "xy" minus 128. ``mean``/``std``
+    are listed in ``channel_order``.
     """
 
     name: str
