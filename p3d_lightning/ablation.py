@@ -651,6 +651,14 @@ def _parse_set(items: Sequence[str]) -> Dict[str, Any]:
         raise AblationError(str(err)) from err
 
 
+#: ``p3d-ablation --quick``: every run shrunk to a smoke test of the whole pipeline (train, test,
+#: speed, table, plot, W&B) in about a minute on a 2-core CPU; the shipped configs are unchanged.
+QUICK_OVERRIDES: Dict[str, Any] = {
+    "model.width_mult": 0.0625, "data.resize": [40, 52], "data.crop_size": 32, "data.num_eval_clips": 1,
+    "trainer.max_steps": 20, "trainer.check_val_every_n_epoch": 1,
+}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Console entry point ``p3d-ablation``."""
     parser = argparse.ArgumentParser(prog="p3d-ablation", description=__doc__.split("\n\n")[0])
@@ -661,22 +669,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--project", default="p3d-lightning", help="W&B project")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override every run's config")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--quick", action="store_true",
+                        help="about a minute: a smoke run of the whole pipeline (tiny nets, 32 px crops, "
+                             f"{QUICK_OVERRIDES['trainer.max_steps']} steps, no paper-scale speed) into "
+                             "<output_dir>_quick; its accuracies mean nothing")
     args = parser.parse_args(argv)
+    from p3d_lightning.precision import PrecisionUnsupportedError
+
     try:
         config = load_ablation_config(args.config)
+        extra = _parse_set(args.set)
+        output_dir = args.output
+        if args.quick:
+            extra = {**QUICK_OVERRIDES, **extra}
+            config.speed = {**config.speed, "paper_scale": False, "warmup": 1, "repeats": 2,
+                            "agreement_batches": 2}
+            output_dir = output_dir or str(config.output_dir) + "_quick"
         rows = run_ablation(
             config,
             models=args.models,
-            output_dir=args.output,
+            output_dir=output_dir,
             wandb_mode=args.wandb,
             wandb_project=args.project,
-            extra_overrides=_parse_set(args.set),
+            extra_overrides=extra,
             progress=not args.no_progress,
         )
-    except AblationError as err:
+    except (AblationError, PrecisionUnsupportedError) as err:
         print(f"p3d-ablation: error: {err}", file=sys.stderr)
         return 2
-    output = Path(args.output or config.output_dir)
+    output = Path(output_dir or config.output_dir)
     print()
     print(write_markdown_table(rows))
     print(f"results CSV : {output / 'results.csv'}")

@@ -16,7 +16,7 @@ training state, written at every validation end, epoch end, every
 ``last_checkpoint.every_n_train_steps`` steps and at the end) and ``features`` (the
 :class:`~p3d_lightning.features.FeatureWriter` used by ``predict``). ``num_classes`` is
 written once, in ``data``, and linked to ``model.num_classes``. ``trainer.precision``
-defaults to :func:`~p3d_lightning.module.default_precision` (``bf16-mixed`` where the CPU or
+defaults to :func:`~p3d_lightning.precision.default_precision` (``bf16-mixed`` where the CPU or
 GPU runs bf16 natively); set ``trainer.precision: 32-true`` to switch it off.
 
 **Run folders.** Every run lives in ``<run.root>/<run.name>/<version>/`` (default
@@ -56,7 +56,8 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 
 from p3d_lightning.features import FeatureWriter
-from p3d_lightning.module import P3DClassifier, default_precision
+from p3d_lightning.module import P3DClassifier
+from p3d_lightning.precision import PrecisionUnsupportedError, check_training_precision, default_precision
 from p3d_lightning.resume import LAST_NAME, LastCheckpoint, make_resumable
 
 __all__ = [
@@ -352,6 +353,10 @@ class P3DLightningCLI(LightningCLI):
         super().before_instantiate_classes()
         subcommand = self.config.get("subcommand")
         _follow_model_arch(self.config[subcommand] if subcommand else self.config)
+        sub_cfg = self.config[subcommand] if subcommand else self.config
+        # a precision this machine cannot run (bf16 on an AVX2-only CPU) is refused here, at
+        # parse time, naming the option, instead of inside oneDNN at the first forward pass
+        check_training_precision(sub_cfg.get("trainer.precision"), sub_cfg.get("trainer.accelerator"))
         if self.run_folder is None:
             return
         cfg = self.config[subcommand]
@@ -523,7 +528,7 @@ def main(args: Optional[Sequence[str]] = None) -> None:
     """
     try:
         P3DLightningCLI(args=list(args) if args is not None else None)
-    except CheckpointError as err:
+    except (CheckpointError, PrecisionUnsupportedError) as err:
         print(f"p3d: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -83,3 +83,21 @@ def test_probe_failure_is_caught_not_raised(monkeypatch):
 
     monkeypatch.setattr(torch.nn.functional, "conv3d", refuse)
     assert "bf16 path needs" in precision._probe_dtype(torch.bfloat16)
+
+
+def test_p3d_refuses_bf16_at_parse_time_where_it_does_not_run(tmp_path):
+    """`p3d fit --trainer.precision bf16-mixed` on a CPU without bf16 (forced): exit 2, one line
+    naming the option, before any data, run folder or W&B run is made."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[1] / "experiments" / "synthetic" / "p3d.yaml"
+    env = dict(os.environ, P3D_CPU_BF16="0", WANDB_MODE="disabled")
+    p = subprocess.run(["p3d", "fit", "--config", str(cfg), "--trainer.precision", "bf16-mixed",
+                        "--data.root", str(tmp_path / "data")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "p3d: error: trainer.precision='bf16-mixed': bf16 does not run on this CPU" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "data").exists()
