@@ -484,7 +484,10 @@ def run_ablation(
         last_checkpoint = LastCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=last_every)
         kwargs = dict(trainer_kwargs)
         kwargs.pop("logger", None)
-        extra_callbacks = list(kwargs.pop("callbacks", None) or [])  # the config's trainer.callbacks
+        # the config's own trainer.callbacks; the list also holds the defaults Lightning added when
+        # load_experiment built its trainer (progress bar, summary), which this trainer adds itself
+        extra_callbacks = [cb for cb in (kwargs.pop("callbacks", None) or [])
+                           if not type(cb).__module__.startswith(("pytorch_lightning.", "lightning."))]
         kwargs.pop("default_root_dir", None)
         if not progress:
             kwargs["enable_progress_bar"] = False
