@@ -486,8 +486,10 @@ def run_ablation(
         kwargs.pop("logger", None)
         # the config's own trainer.callbacks; the list also holds the defaults Lightning added when
         # load_experiment built its trainer (progress bar, summary), which this trainer adds itself
+        # (and the CLI's checkpoint / last_checkpoint / features sections): this runner sets its own
         extra_callbacks = [cb for cb in (kwargs.pop("callbacks", None) or [])
-                           if not type(cb).__module__.startswith(("pytorch_lightning.", "lightning."))]
+                           if not type(cb).__module__.startswith(("pytorch_lightning.", "lightning."))
+                           and not isinstance(cb, (pl.callbacks.Checkpoint, pl.callbacks.BasePredictionWriter))]
         kwargs.pop("default_root_dir", None)
         if not progress:
             kwargs["enable_progress_bar"] = False
