@@ -877,7 +877,10 @@ def check_fast_path_on_data(checkpoint: str | Path, config: str | Path, *, stage
     if stage not in ("test", "val"):
         raise ValueError(f"stage must be 'test' or 'val', got {stage!r}")
     _, datamodule, _ = instantiate_from_config(str(config), overrides=overrides)
-    module = P3DClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    from p3d_lightning.models.weights import load_module_checkpoint
+
+    # weights_only=True; an unreadable or hostile file gives an error that names it
+    module = load_module_checkpoint(P3DClassifier, checkpoint, map_location="cpu")
     device = torch.device(device)
     datamodule.prepare_data()
     datamodule.setup("validate" if stage == "val" else "test")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlparse
 
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 
@@ -129,6 +130,28 @@ class WandbLogger(_LightningWandbLogger):
             config=config,
             **kwargs,
         )
+
+    #: After a ``kill -9`` the killed process's W&B service can hold the run id for a few
+    #: seconds ("run ID ... is in use"); a resume started at once waits for it this long.
+    RUN_IN_USE_WAIT_S = 60.0
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The W&B run, started on first use; waits out a killed process's service that still
+        holds the same run id (resume right after ``kill -9``) instead of failing."""
+        import time
+
+        deadline = time.monotonic() + self.RUN_IN_USE_WAIT_S
+        delay = 0.5
+        while True:
+            try:
+                return _LightningWandbLogger.experiment.fget(self)
+            except Exception as err:  # wandb raises a plain ServerResponseError
+                if "is in use" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Record the checkpoint paths (and upload them when ``log_model``)."""

@@ -267,11 +267,6 @@ def test_p3d_ckpt_path(tiny_synthetic_root, tmp_path, marker, capsys, monkeypatc
                      ckpt, capsys)
 
 
-_NAMES_FILE_TODO = ("the refusal is torch's own UnpicklingError, which names no file and suggests "
-                    "weights_only=False; load through p3d_lightning.models.weights.load_module_checkpoint "
-                    "(or cli.check_checkpoint) to name the file")
-
-
 def _bench_check(tiny_synthetic_root, tmp_path, marker, capsys, monkeypatch, names_file):
     from p3d_lightning import benchmark
 
@@ -290,7 +285,6 @@ def test_p3d_bench_check(tiny_synthetic_root, tmp_path, marker, capsys, monkeypa
     _bench_check(tiny_synthetic_root, tmp_path, marker, capsys, monkeypatch, names_file=False)
 
 
-@pytest.mark.xfail(strict=True, reason=f"benchmark.py: {_NAMES_FILE_TODO}")
 def test_p3d_bench_check_error_names_the_file(tiny_synthetic_root, tmp_path, marker, capsys, monkeypatch):
     _bench_check(tiny_synthetic_root, tmp_path, marker, capsys, monkeypatch, names_file=True)
 
@@ -330,7 +324,6 @@ def test_ablation_resume_from_a_planted_last_ckpt(tiny_synthetic_root, tmp_path,
     _ablation_with_planted_last_ckpt(tiny_synthetic_root, tmp_path, marker)
 
 
-@pytest.mark.xfail(strict=True, reason=f"ablation.py: {_NAMES_FILE_TODO}")
 def test_ablation_resume_error_names_the_file(tiny_synthetic_root, tmp_path, marker):
     assert "last.ckpt" in _ablation_with_planted_last_ckpt(tiny_synthetic_root, tmp_path, marker)
 
