@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlparse
@@ -150,6 +151,10 @@ class WandbLogger(_LightningWandbLogger):
             except Exception as err:  # wandb raises a plain ServerResponseError
                 if "is in use" not in str(err) or time.monotonic() > deadline:
                     raise
+                reaped = _stop_orphaned_wandb_services()
+                if reaped:
+                    print(f"[p3d] W&B run id in use by the service of a killed process; stopped "
+                          f"{reaped} orphaned wandb-core process(es) and retrying", file=sys.stderr)
                 time.sleep(delay)
                 delay = min(2 * delay, 5.0)
 
@@ -169,6 +174,41 @@ class WandbLogger(_LightningWandbLogger):
             self.experiment.summary.update(summary)
         except AttributeError:  # non-zero ranks hold a dummy experiment
             pass
+
+
+def _stop_orphaned_wandb_services() -> int:
+    """SIGTERM every ``wandb-core`` service whose parent (its ``--pid``) no longer exists.
+
+    Such a service is left behind by a process killed with ``kill -9``; until it exits it holds
+    its run id, so a resume of the same run cannot start. Linux only (reads ``/proc``); returns
+    how many were stopped.
+    """
+    import signal
+
+    stopped = 0
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"wandb-core") or b"--pid" not in argv:
+            continue
+        try:
+            parent = int(argv[argv.index(b"--pid") + 1])
+        except (ValueError, IndexError):
+            continue
+        if parent > 0 and not (proc / str(parent)).exists():
+            try:
+                os.kill(int(entry.name), signal.SIGTERM)
+                stopped += 1
+            except OSError:
+                pass
+    return stopped
 
 
 def make_loggers(

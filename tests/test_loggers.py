@@ -90,3 +90,29 @@ def test_offline_run_directory_has_config_and_metrics(tmp_path, monkeypatch):
     assert b"arch" in log and b"p3d_tiny" in log  # config
     assert b"val/video_acc1" in log and b"train/loss" in log  # metrics
     assert b"checkpoint/last_model_path" in log and b"last.ckpt" in log  # summary
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="reads /proc (Linux)")
+def test_orphaned_wandb_service_of_a_killed_process_is_stopped():
+    """A resume right after kill -9 finds the killed process's wandb-core still holding the run id;
+    the logger stops services whose parent is gone (and leaves live ones alone)."""
+    import subprocess
+    import sys
+
+    from p3d_lightning.loggers import _stop_orphaned_wandb_services
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    code = "import time; time.sleep(60)"
+    orphan = subprocess.Popen(["bash", "-c", f"exec -a /tmp/wandb-core {sys.executable} -c '{code}' --pid {dead.pid}"])
+    alive = subprocess.Popen(["bash", "-c", f"exec -a /tmp/wandb-core {sys.executable} -c '{code}' --pid {os.getpid()}"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert _stop_orphaned_wandb_services() >= 1
+        assert orphan.wait(timeout=10) != 0
+        assert alive.poll() is None
+    finally:
+        for p in (orphan, alive):
+            p.kill()
