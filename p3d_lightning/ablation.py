@@ -679,7 +679,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              f"{QUICK_OVERRIDES['trainer.max_steps']} steps, no paper-scale speed) into "
                              "<output_dir>_quick; its accuracies mean nothing")
     args = parser.parse_args(argv)
+    from p3d_lightning.cli import _own_wandb_service
     from p3d_lightning.precision import PrecisionUnsupportedError
+
+    _own_wandb_service()
 
     try:
         config = load_ablation_config(args.config)

@@ -521,11 +521,23 @@ def instantiate_from_config(
     return model, datamodule, trainer_kwargs
 
 
+def _own_wandb_service() -> None:
+    """Start this command's own W&B service instead of attaching to a parent's.
+
+    wandb exports ``WANDB_SERVICE`` from any Python process that started a run (a notebook, a
+    test runner, a driver script); a ``p3d`` launched from it would otherwise attach to that
+    long-lived service, and after a ``kill -9`` the killed command's run stays registered there:
+    the resume then fails with "run ID ... is in use".
+    """
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 def main(args: Optional[Sequence[str]] = None) -> None:
     """Console entry point ``p3d`` (``p3d --help``, ``p3d fit --help``).
 
     A missing or unreadable checkpoint exits with status 2 and a message naming the file.
     """
+    _own_wandb_service()
     try:
         P3DLightningCLI(args=list(args) if args is not None else None)
     except (CheckpointError, PrecisionUnsupportedError) as err:
