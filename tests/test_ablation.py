@@ -206,3 +206,18 @@ def test_two_process_gloo_ablation_writes_once_and_matches_one_process(tmp_path,
     for a, b in zip(rows_one, rows_two):
         assert a["video_acc1"] == b["video_acc1"] and a["clip_acc1"] == b["clip_acc1"], a["model"]
     assert len(list((tmp_path / "two" / "wandb").glob("offline-run-*"))) == 1  # one table run
+
+
+def test_ablation_quick_flag_shrinks_every_run_and_writes_beside_the_output(tmp_path, tiny_synthetic_root):
+    """`p3d-ablation --quick` on the shipped ablation config: the quick overrides reach every run,
+    and no paper-scale speed is measured (without --output, results go to <output_dir>_quick)."""
+    from p3d_lightning.ablation import QUICK_OVERRIDES
+
+    cfg = _shipped_ablation(tmp_path, models=("p3d_a",))
+    sets = [s for s in _tiny_sets(tiny_synthetic_root) if not s.startswith(("trainer.max_steps", "model.width_mult"))]
+    p = _ablation_cli(["--config", str(cfg), "--quick", "--output", str(tmp_path / "q"), "--set", *sets], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = read_results(tmp_path / "q" / "results.csv")
+    assert [r["model"] for r in rows] == ["p3d_a"]
+    assert int(rows[0]["train_steps"]) == QUICK_OVERRIDES["trainer.max_steps"]
+    assert not rows[0].get("paper_scale_clips_per_s")

@@ -215,24 +215,18 @@ def prepare_tree(src_root: str, dst_root: str, settings: PrepSettings = PrepSett
                 shutil.copy2(src, dst)
     last_save = time.monotonic()
     bar = tqdm(total=len(jobs), desc="preparing videos", unit="video", disable=not progress)
+    pool = ProcessPoolExecutor(workers) if workers > 1 and len(jobs) > 1 else None
     try:
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for rel, entry in pool.map(_prepare_job, jobs, chunksize=1):
-                    files[rel] = entry
-                    bar.update(1)
-                    if time.monotonic() - last_save > save_every_s:
-                        _save_manifest(manifest_path, src_root, settings, files)
-                        last_save = time.monotonic()
-        else:
-            for job in jobs:
-                rel, entry = _prepare_job(job)
-                files[rel] = entry
-                bar.update(1)
-                if time.monotonic() - last_save > save_every_s:
-                    _save_manifest(manifest_path, src_root, settings, files)
-                    last_save = time.monotonic()
+        results = pool.map(_prepare_job, jobs, chunksize=1) if pool else map(_prepare_job, jobs)
+        for rel, entry in results:
+            files[rel] = entry
+            bar.update(1)
+            if time.monotonic() - last_save > save_every_s:  # a killed run keeps finished files
+                _save_manifest(manifest_path, src_root, settings, files)
+                last_save = time.monotonic()
     finally:
+        if pool is not None:
+            pool.shutdown()
         bar.close()
         _save_manifest(manifest_path, src_root, settings, {**{k: v for k, v in old.items()
                                                               if k not in files and k in videos}, **files})
