@@ -376,7 +376,7 @@ def _paper_scale_speed(arch: str, in_channels: int, speed_cfg: Dict[str, Any]) -
 
 def _prepare_run(model_name: str, cfg_path: Path, overrides: Dict[str, Any]):
     """The run's LightningModule, DataModule, trainer settings and resolved config (a dict)."""
-    from p3d_lightning.cli import load_experiment
+    from p3d_lightning.experiment import load_experiment
 
     if not cfg_path.is_file():
         raise AblationError(f"config for {model_name!r} not found: {cfg_path}")
@@ -445,7 +445,7 @@ def run_ablation(
     speed_cfg = {"batch_size": 8, "fast_path": True, "paper_scale": True, **config.speed}
     trained = 0
     for position, (name, module, datamodule, trainer_kwargs, resolved) in enumerate(pending):
-        from p3d_lightning.cli import RunFolder
+        from p3d_lightning.runs import RunFolder
         from p3d_lightning.resume import LastCheckpoint
 
         run = RunFolder(str(output), "runs", name)  # <output>/runs/<model>/, W&B id in its run.json
@@ -501,7 +501,7 @@ def run_ablation(
         )
         resume_from = str(last) if last.is_file() else None
         if resume_from:
-            from p3d_lightning.cli import check_checkpoint
+            from p3d_lightning.runs import check_checkpoint
 
             try:
                 check_checkpoint(resume_from)
@@ -648,7 +648,7 @@ def _log_table_to_wandb(output: Path, rows: List[Dict[str, Any]], group: str, pr
 
 
 def _parse_set(items: Sequence[str]) -> Dict[str, Any]:
-    from p3d_lightning.cli import parse_overrides
+    from p3d_lightning.experiment import parse_overrides
 
     try:
         return parse_overrides(items)
@@ -679,7 +679,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              f"{QUICK_OVERRIDES['trainer.max_steps']} steps, no paper-scale speed) into "
                              "<output_dir>_quick; its accuracies mean nothing")
     args = parser.parse_args(argv)
-    from p3d_lightning.cli import _own_wandb_service
+    from p3d_lightning.loggers import own_wandb_service as _own_wandb_service
     from p3d_lightning.precision import PrecisionUnsupportedError
 
     _own_wandb_service()

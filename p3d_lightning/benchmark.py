@@ -866,7 +866,7 @@ def check_fast_path_on_data(checkpoint: str | Path, config: str | Path, *, stage
     and through :func:`optimize_for_inference` (``fast_kwargs``) with :func:`compare_fast_path`,
     and returns its keys plus the checkpoint, config, stage, arch and device.
     """
-    from p3d_lightning.cli import instantiate_from_config
+    from p3d_lightning.experiment import instantiate_from_config
     from p3d_lightning.module import P3DClassifier
 
     checkpoint, config = Path(checkpoint), Path(config)
@@ -1084,7 +1084,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"load {meta['load_average_start']}", flush=True)
 
     if args.check:
-        from p3d_lightning.cli import parse_overrides
+        from p3d_lightning.experiment import parse_overrides
 
         parser = build_parser()
         if not args.config:

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlparse
 
+import yaml
 from lightning_fabric.loggers.logger import rank_zero_experiment
+from pytorch_lightning import Trainer
+from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 
@@ -248,3 +251,36 @@ def make_loggers(
         )
     )
     return loggers
+
+
+def own_wandb_service() -> None:
+    """Start this command's own W&B service instead of attaching to a parent's.
+
+    wandb exports ``WANDB_SERVICE`` from any Python process that started a run (a notebook, a
+    test runner, a driver script); a ``p3d`` launched from it would otherwise attach to that
+    long-lived service, and after a ``kill -9`` the killed command's run stays registered there:
+    the resume then fails with "run ID ... is in use".
+    """
+    os.environ.pop("WANDB_SERVICE", None)
+
+
+class WandbConfigCallback(SaveConfigCallback):
+    """Saves ``config.yaml`` in the log folder (and, on the first fit, in the run folder) and the
+    resolved config into every W&B run."""
+
+    run_dir: Optional[str] = None
+
+    def save_config(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False)) or {}
+        resolved = {k: v for k, v in resolved.items() if k != "config"}
+        if self.run_dir and stage == "fit":
+            path = os.path.join(self.run_dir, "config.yaml")
+            if not os.path.exists(path):
+                os.makedirs(self.run_dir, exist_ok=True)
+                with open(path, "w") as f:
+                    yaml.safe_dump(resolved, f, sort_keys=False)
+        for logger in (lg for lg in trainer.loggers if isinstance(lg, _LightningWandbLogger)):
+            try:
+                logger.experiment.config.update({"cli": resolved}, allow_val_change=True)
+            except AttributeError:  # disabled/dummy experiment
+                pass

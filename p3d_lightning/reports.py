@@ -568,7 +568,7 @@ def clip_predictions_from_checkpoint(
 
     The command-line form is ``python -m p3d_lightning.reports clip-predictions``.
     """
-    from p3d_lightning.cli import instantiate_from_config
+    from p3d_lightning.experiment import instantiate_from_config
     from p3d_lightning.models.weights import load_module_checkpoint
     from p3d_lightning.module import P3DClassifier
 
@@ -843,7 +843,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cp.add_argument("--device", default="cpu")
     cp.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config overrides")
     args = parser.parse_args(argv)
-    from p3d_lightning.cli import parse_overrides
+    from p3d_lightning.experiment import parse_overrides
 
     try:
         overrides = parse_overrides(args.set)

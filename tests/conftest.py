@@ -1,8 +1,14 @@
 """Shared fixtures: a tiny synthetic video dataset (generated once per session) and W&B isolation."""
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# The test tree mirrors the package (tests/<subpackage>/test_<module>.py); the shared helpers
+# (cpu_caps, training_utils, resume_killer) sit here and are imported by name from every folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True)

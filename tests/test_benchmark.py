@@ -203,7 +203,7 @@ def test_bench_check_trained_checkpoint(tiny_synthetic_root, tmp_path, monkeypat
     """--check: plain fp32 vs the fast path on the test clips of a (briefly) trained checkpoint."""
     import os
 
-    from p3d_lightning.cli import main as p3d_main
+    from p3d_lightning.commands.p3d import main as p3d_main
 
     monkeypatch.chdir(tmp_path)
     config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

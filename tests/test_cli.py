@@ -6,7 +6,8 @@ import os
 import pytest
 import yaml
 
-from p3d_lightning.cli import instantiate_from_config, main
+from p3d_lightning.commands.p3d import main
+from p3d_lightning.experiment import instantiate_from_config
 from p3d_lightning.module import default_precision
 from training_utils import quiet_warnings
 
@@ -85,7 +86,7 @@ def test_class_path_sections_are_accepted(tiny_synthetic_root):
 def test_instantiate_from_config_applies_dotted_overrides():
     from pathlib import Path
 
-    from p3d_lightning.cli import apply_overrides, instantiate_from_config
+    from p3d_lightning.experiment import apply_overrides, instantiate_from_config
 
     path = Path(__file__).resolve().parents[1] / "experiments" / "synthetic" / "p3d.yaml"
     model, dm, trainer_kwargs = instantiate_from_config(

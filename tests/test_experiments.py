@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 
-from p3d_lightning.cli import instantiate_from_config
+from p3d_lightning.experiment import instantiate_from_config
 from training_utils import quiet_warnings
 
 quiet_warnings()

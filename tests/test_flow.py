@@ -137,7 +137,7 @@ def test_flow_clips_through_the_datamodule(tiny_flow, tmp_path):
 
 
 def test_p3d199_flow_fit_test_predict_through_the_cli(tiny_flow, tmp_path, monkeypatch):
-    from p3d_lightning.cli import main as p3d
+    from p3d_lightning.commands.p3d import main as p3d
 
     root, flow_root = tiny_flow
     monkeypatch.chdir(tmp_path)

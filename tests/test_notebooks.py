@@ -70,7 +70,7 @@ def tiny_results(tmp_path_factory, tiny_synthetic_root):
         mp.setenv("WANDB_SILENT", "true")
         from p3d_lightning import reports
         from p3d_lightning.ablation import AblationConfig, run_ablation
-        from p3d_lightning.cli import main as p3d_main
+        from p3d_lightning.commands.p3d import main as p3d_main
 
         configs = {}
         for name, (arch, clip_len, eval_clips) in MODELS.items():

@@ -186,7 +186,7 @@ def test_kill9_at_epoch_end_validation_end_and_mid_epoch_then_resume_is_exact(ti
 
 
 def test_unreadable_checkpoint_names_the_file(tiny_synthetic_root, tmp_path, capsys):
-    from p3d_lightning.cli import main
+    from p3d_lightning.commands.p3d import main
 
     bad = tmp_path / "broken.ckpt"
     bad.write_bytes(b"PK\x03\x04 not really a zip")

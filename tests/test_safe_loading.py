@@ -259,7 +259,7 @@ def _refused_command(call, path, capsys, names_file=True):
 @pytest.mark.parametrize("command", ["fit", "validate", "test", "predict"])
 def test_p3d_ckpt_path(tiny_synthetic_root, tmp_path, marker, capsys, monkeypatch, command):
     """``p3d <command> --ckpt_path evil.ckpt`` (Lightning's checkpoint loading)."""
-    from p3d_lightning.cli import main
+    from p3d_lightning.commands.p3d import main
 
     monkeypatch.chdir(tmp_path)
     ckpt = _evil_torch(tmp_path / "evil.ckpt", marker, wrap=lambda p: {"state_dict": {}, "epoch": p})
@@ -334,7 +334,7 @@ def test_real_outputs_load_with_weights_only(tiny_synthetic_root, tmp_path, monk
     import glob
 
     from p3d_lightning import reports
-    from p3d_lightning.cli import main
+    from p3d_lightning.commands.p3d import main
     from p3d_lightning.features import load_features
 
     monkeypatch.chdir(tmp_path)

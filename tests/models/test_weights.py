@@ -10,7 +10,7 @@ from p3d_lightning.models import count_params, create_model
 from p3d_lightning.models.weights import (CheckpointError, LoadReport, export_qijiezhao, inflate_imagenet_resnet,
                                           load_checkpoint, load_qijiezhao, read_state_dict)
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+from paths import REFERENCE
 WIDTH = 0.25  # inflation tests: full ResNet-50 depth, quarter width (stem 16, widths 16..128)
 
 

@@ -13,8 +13,9 @@ import torch
 
 from p3d_lightning.models import count_params, create_model, get_model_cfg, list_models
 from p3d_lightning.paper import PAPER_PARAM_COUNTS
+from paths import SNAPSHOTS
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "state_dict_keys.json"
+SNAPSHOT = SNAPSHOTS / "state_dict_keys.json"
 REQUIRED = {"resnet50", "p3d_a", "p3d_b", "p3d_c", "p3d", "p3d131", "p3d199", "p3d_tiny"}
 
 

@@ -1,0 +1,5 @@
+"""`p3d-prescan`: temporary delegate, replaced by the command itself during the redesign."""
+from p3d_lightning.data.prescan import main  # noqa: F401
+
+if __name__ == "__main__":
+    raise SystemExit(main())
