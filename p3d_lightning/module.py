@@ -233,14 +233,14 @@ class P3DClassifier(pl.LightningModule):
         path, fmt = hp.pretrained, hp.pretrained_format
         if path is None:
             raise ValueError("P3DClassifier.load_pretrained: model.pretrained is not set")
-        from p3d_lightning.models import weights
+        from p3d_lightning.models import converters, weights
 
         if fmt == "imagenet":
-            report = weights.inflate_imagenet_resnet(
+            report = converters.inflate_imagenet_resnet(
                 self.model, path, temporal_init=hp.temporal_init, drop_classifier=hp.drop_classifier
             )
         elif fmt == "qijiezhao":
-            report = weights.load_qijiezhao(self.model, path, drop_classifier=hp.drop_classifier)
+            report = converters.load_qijiezhao(self.model, path, drop_classifier=hp.drop_classifier)
         elif fmt == "lightning":
             report = weights.load_checkpoint(self.model, path, drop_classifier=hp.drop_classifier, prefix="model.")
         else:

@@ -193,7 +193,7 @@ def _tiny_model():
 @pytest.mark.parametrize("loader", ["read_state_dict", "load_checkpoint", "inflate_imagenet_resnet", "load_qijiezhao"])
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 def test_weights_loaders(tmp_path, marker, loader, legacy):
-    from p3d_lightning.models import weights
+    from p3d_lightning import models as weights  # the loaders of weights.py and converters.py
 
     path = _evil_torch(tmp_path / "weights.pth", marker, wrap=lambda p: {"state_dict": {"fc.weight": p}},
                        legacy=legacy)

@@ -8,8 +8,8 @@
 from .complexity import count_params, model_complexity
 from .p3d_resnet import P3DResNet, block_kinds, format_block_kinds
 from .units import UNIT_KINDS, UNIT_TYPES, Bottleneck, Unit2D, UnitA, UnitB, UnitC, make_unit
-from .weights import (CheckpointError, LoadReport, export_qijiezhao, inflate_imagenet_resnet, init_temporal,
-                      load_checkpoint, load_qijiezhao, read_state_dict)
+from .converters import export_qijiezhao, inflate_imagenet_resnet, init_temporal, load_qijiezhao
+from .weights import CheckpointError, LoadReport, load_checkpoint, read_state_dict
 from .zoo import ARCHS, MODEL_CFGS, ModelCfg, create_model, get_model_cfg, list_models
 
 __all__ = [

@@ -1,11 +1,11 @@
-"""Tests for p3d_lightning.models.fastpath: BN folding, bf16/channels_last path, wrapper API."""
+"""Tests for p3d_lightning.models.fastpath and .folding: BN folding, bf16/channels_last path, wrapper API."""
 import copy
 
 import pytest
 import torch
 from torch import nn
 
-from p3d_lightning.models import create_model, fastpath
+from p3d_lightning.models import create_model, folding
 from training_utils import randomize_bn
 from cpu_caps import requires_bf16
 from p3d_lightning.models.fastpath import (compare_outputs, find_conv_bn_pairs, fold_batchnorm,
@@ -86,7 +86,7 @@ def test_find_pairs_fx_and_fallback_agree(tiny):
     expected = {("conv_stem", "bn_stem"), ("layer1.conv1", "layer1.bn1"), ("layer1.conv2", "layer1.bn2"),
                 ("layer1.downsample.0", "layer1.downsample.1")}
     assert set(find_conv_bn_pairs(tiny)) == expected
-    assert set(fastpath._named_conv_bn_pairs(tiny)) == expected
+    assert set(folding._named_conv_bn_pairs(tiny)) == expected
 
 
 def test_fold_fp32_exact(tiny, clips):

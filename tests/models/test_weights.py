@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from p3d_lightning.models import count_params, create_model
-from p3d_lightning.models.weights import (CheckpointError, LoadReport, export_qijiezhao, inflate_imagenet_resnet,
-                                          load_checkpoint, load_qijiezhao, read_state_dict)
+from p3d_lightning.models.converters import export_qijiezhao, inflate_imagenet_resnet, load_qijiezhao
+from p3d_lightning.models.weights import CheckpointError, LoadReport, load_checkpoint, read_state_dict
 
 from paths import REFERENCE
 WIDTH = 0.25  # inflation tests: full ResNet-50 depth, quarter width (stem 16, widths 16..128)
