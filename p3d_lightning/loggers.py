@@ -284,3 +284,32 @@ class WandbConfigCallback(SaveConfigCallback):
                 logger.experiment.config.update({"cli": resolved}, allow_val_change=True)
             except AttributeError:  # disabled/dummy experiment
                 pass
+
+
+def wandb_group_rows(spec: str, api: Any = None) -> List[Dict[str, Any]]:
+    """An ablation's result rows read back from the runs of its W&B group.
+
+    Args:
+        spec: ``ENTITY/PROJECT/GROUP`` (what follows ``wandb:`` in a notebook's source).
+        api: a ``wandb.Api``-like object (tests pass a fake); default ``wandb.Api()``, which
+            needs a logged-in, online W&B.
+
+    Each run whose summary carries ``ablation/*`` keys (as the ablation runner logs them) gives
+    one row, keys without the prefix; runs without an ``ablation/model`` (the group's table
+    run) are skipped. Raises ``ValueError`` when ``spec`` is not three non-empty parts.
+    """
+    parts = spec.strip("/").split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"W&B source must be 'wandb:ENTITY/PROJECT/GROUP', got 'wandb:{spec}'")
+    entity, project, group = parts
+    if api is None:
+        import wandb  # only here: the API client is needed by nothing else in this module
+
+        api = wandb.Api()
+    rows = []
+    for run in api.runs(f"{entity}/{project}", filters={"group": group}):
+        summary = dict(run.summary)
+        row = {k[len("ablation/"):]: v for k, v in summary.items() if k.startswith("ablation/")}
+        if row.get("model"):
+            rows.append(row)
+    return rows

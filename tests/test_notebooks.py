@@ -68,9 +68,9 @@ def tiny_results(tmp_path_factory, tiny_synthetic_root):
         mp.setenv("WANDB_MODE", "disabled")
         mp.setenv("WANDB_DIR", str(base / "wandb"))
         mp.setenv("WANDB_SILENT", "true")
-        from p3d_lightning import reports
         from p3d_lightning.ablation import AblationConfig, run_ablation
         from p3d_lightning.commands.p3d import main as p3d_main
+        from p3d_lightning.commands.report import main as report_main
 
         configs = {}
         for name, (arch, clip_len, eval_clips) in MODELS.items():
@@ -88,8 +88,8 @@ def tiny_results(tmp_path_factory, tiny_synthetic_root):
         for name in MODELS:
             ckpt = base / "ablation" / "runs" / name / "checkpoints" / "last.ckpt"
             predictions[name] = base / "predictions" / f"{name}.pt"
-            # the documented command: python -m p3d_lightning.reports clip-predictions ...
-            assert reports.main(
+            # the documented command: p3d-report clip-predictions ...
+            assert report_main(
                 ["clip-predictions", "--config", str(configs[name]), "--ckpt", str(ckpt), "--out", str(predictions[name])]
             ) == 0
             p3d_main(

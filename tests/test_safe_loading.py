@@ -171,13 +171,13 @@ def test_reports_load_ablation_results_never_unpickles(tmp_path, marker):
 
 
 def test_reports_clip_predictions_command(tmp_path, marker, capsys):
-    """``python -m p3d_lightning.reports clip-predictions --ckpt evil.ckpt``."""
-    from p3d_lightning import reports
+    """``p3d-report clip-predictions --ckpt evil.ckpt``."""
+    from p3d_lightning.commands.report import main as report_main
 
     ckpt = _evil_torch(tmp_path / "evil.ckpt", marker, wrap=lambda p: {"state_dict": {}, "hyper_parameters": p})
     config = REPO / "experiments" / "synthetic" / "p3d.yaml"
-    _refused(lambda: reports.main(["clip-predictions", "--config", str(config), "--ckpt", str(ckpt),
-                                   "--out", str(tmp_path / "out.pt"), "--set", f"data.root={tmp_path / 'data'}"]),
+    _refused(lambda: report_main(["clip-predictions", "--config", str(config), "--ckpt", str(ckpt),
+                                  "--out", str(tmp_path / "out.pt"), "--set", f"data.root={tmp_path / 'data'}"]),
              ckpt, ValueError)
 
 
@@ -335,6 +335,7 @@ def test_real_outputs_load_with_weights_only(tiny_synthetic_root, tmp_path, monk
 
     from p3d_lightning import reports
     from p3d_lightning.commands.p3d import main
+    from p3d_lightning.commands.report import main as report_main
     from p3d_lightning.features import load_features
 
     monkeypatch.chdir(tmp_path)
@@ -352,8 +353,8 @@ def test_real_outputs_load_with_weights_only(tiny_synthetic_root, tmp_path, monk
     sets = [f"data.root={tiny_synthetic_root}", "data.num_classes=4", "model.arch=p3d_tiny", "model.width_mult=0.125",
             "data.resize=[40, 52]", "data.crop_size=32", "data.num_eval_clips=2", "data.num_workers=0",
             "data.progress=false"]
-    assert reports.main(["clip-predictions", "--config", str(config), "--ckpt", last[0], "--out", str(out),
-                         "--set", *sets]) == 0
+    assert report_main(["clip-predictions", "--config", str(config), "--ckpt", last[0], "--out", str(out),
+                        "--set", *sets]) == 0
     assert reports.load_clip_predictions(out)["scores"].shape == (16, 4)
 
 

@@ -1,0 +1,209 @@
+"""Notebook 01 (``01_table1_ablation.ipynb``): Table 1 from the ablation runner's results.
+
+:func:`load_ablation_results` reads the runner's ``results.csv`` (or the runs of its W&B
+group), :func:`table1` puts our numbers beside the paper's, :func:`plot_table1_accuracy` and
+:func:`plot_accuracy_vs_speed` draw them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from p3d_lightning.ablation import RESULT_FIELDS, read_results
+from p3d_lightning.ablation import to_float as _num
+from p3d_lightning.paper import PAPER_SPEED_NOTE, TABLE1
+from p3d_lightning.reports.common import PathLike, new_ax
+
+__all__ = ["load_ablation_results", "speed_setting", "table1", "plot_table1_accuracy", "plot_accuracy_vs_speed"]
+
+
+def _pct(value: Any) -> Optional[float]:
+    v = _num(value)
+    return None if v is None else 100.0 * v
+
+
+def load_ablation_results(source: PathLike, api: Any = None):
+    """The ablation's results as a ``pandas.DataFrame`` (one row per model, runner's columns).
+
+    Args:
+        source: an ablation output folder (holding ``results.csv``), a ``results.csv`` file, or
+            ``wandb:ENTITY/PROJECT/GROUP`` to read the runs of an ablation's W&B group (needs a
+            logged-in, online W&B; every run of the group that carries ``ablation/*`` summary
+            keys, as the runner writes them, becomes a row).
+        api: a ``wandb.Api``-like object (tests pass a fake); default ``wandb.Api()``.
+
+    Raises ``FileNotFoundError`` naming the path when there is no ``results.csv``, and
+    ``ValueError`` when the source holds no finished model.
+    """
+    import pandas as pd
+
+    text = str(source)
+    if text.startswith("wandb:"):
+        # imported here: loggers pulls in Lightning, which reading a results.csv does not need
+        from p3d_lightning.loggers import wandb_group_rows
+
+        rows = wandb_group_rows(text[len("wandb:"):], api)
+        where = text
+    else:
+        path = Path(source)
+        csv_path = path / "results.csv" if path.is_dir() else path
+        if not csv_path.is_file():
+            raise FileNotFoundError(
+                f"no ablation results at {csv_path}: run `p3d-ablation --output {path}` first "
+                "(or point the notebook's RESULTS parameter / P3D_RESULTS_DIR at its output folder)"
+            )
+        rows = read_results(csv_path)
+        where = str(csv_path)
+    if not rows:
+        raise ValueError(f"{where}: no finished model in the ablation results yet")
+    frame = pd.DataFrame(rows)
+    for col in RESULT_FIELDS:
+        if col not in frame:
+            frame[col] = None
+    order = {m: i for i, m in enumerate(TABLE1)}
+    frame["_order"] = [order.get(m, len(order)) for m in frame["model"]]
+    frame = frame.sort_values(["_order", "model"], kind="stable").drop(columns="_order")
+    return frame.reset_index(drop=True)
+
+
+def _is_frame_model(row: Mapping[str, Any]) -> bool:
+    """True for a frame-level network (clip_shape C x 1 x H x W): its speed is in frames/s."""
+    return str(row.get("clip_shape", "")).split("x")[1:2] == ["1"]
+
+
+def speed_setting(row: Mapping[str, Any], prefix: str = "infer") -> str:
+    """The settings a speed was measured under, in words (device, precision, batch, threads, input).
+
+    ``prefix`` is ``"infer"`` (the trained network) or ``"paper_scale"`` (the full-size network at
+    the paper's input). Empty when that speed was not measured.
+    """
+    if _num(row.get(f"{prefix}_clips_per_s")) is None:
+        return ""
+    if prefix == "infer":
+        fields = [("", "infer_device"), ("", "infer_precision"), ("batch ", "infer_batch_size"),
+                  ("threads: ", "infer_threads"), ("input ", "clip_shape")]
+    else:
+        fields = [("", "infer_device"), ("", "paper_scale_precision"), ("batch ", "paper_scale_batch_size"),
+                  ("threads: ", "infer_threads"), ("input ", "paper_scale_shape")]
+    # fields the run did not record are left out rather than guessed
+    return ", ".join(f"{label}{row.get(key)}" for label, key in fields if str(row.get(key) or "").strip())
+
+
+def _speed(row: Mapping[str, Any], prefix: str) -> Optional[float]:
+    """Speed in the paper's unit: frames/s for a frame-level model, else clips/s."""
+    key = f"{prefix}_frames_per_s" if _is_frame_model(row) else f"{prefix}_clips_per_s"
+    return _num(row.get(key))
+
+
+def table1(results) -> "Any":
+    """Table 1: our measured numbers beside the paper's, one row per model.
+
+    Args:
+        results: a DataFrame from :func:`load_ablation_results` (or a list of its row dicts).
+
+    Columns: ``method``, ``model``, ours (``params (M)``, ``size (MB)``, ``GMACs/clip``,
+    ``clip top-1 (%)``, ``video top-1 (%)``, ``speed``, ``speed unit``, ``speed settings``,
+    ``paper-scale speed``, ``paper-scale settings``) and the paper's (``paper: size (MB)``,
+    ``paper: speed``, ``paper: speed unit``, ``paper: top-1 (%)``; empty for a model the paper
+    does not have). Speeds are frames/s for the frame-level ResNet-50 (as the paper reports it)
+    and clips/s otherwise.
+    """
+    import pandas as pd
+
+    rows = results.to_dict("records") if hasattr(results, "to_dict") else list(results)
+    out = []
+    for row in rows:
+        model = str(row["model"])
+        paper = TABLE1.get(model)
+        params = _num(row.get("params"))
+        out.append(
+            {
+                "method": paper.method if paper else model,
+                "model": model,
+                "params (M)": None if params is None else params / 1e6,
+                "size (MB)": _num(row.get("size_mb")),
+                "GMACs/clip": _num(row.get("gmacs_per_clip")),
+                "clip top-1 (%)": _pct(row.get("clip_acc1")),
+                "video top-1 (%)": _pct(row.get("video_acc1")),
+                "speed": _speed(row, "infer"),
+                "speed unit": "frame/s" if _is_frame_model(row) else "clip/s",
+                "speed settings": speed_setting(row, "infer"),
+                "paper-scale speed": _speed(row, "paper_scale"),
+                "paper-scale settings": speed_setting(row, "paper_scale"),
+                "paper: size (MB)": paper.size_mb if paper else None,
+                "paper: speed": paper.speed if paper else None,
+                "paper: speed unit": paper.speed_unit if paper else None,
+                "paper: top-1 (%)": paper.top1 if paper else None,
+            }
+        )
+    frame = pd.DataFrame(out)
+    for col in frame.columns:  # missing numbers as NaN, not None
+        if col not in ("method", "model", "speed unit", "speed settings", "paper-scale settings", "paper: speed unit"):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame.attrs["paper_note"] = (
+        f"paper: Table 1 of Qiu et al. (ICCV 2017), UCF101 split 1; {PAPER_SPEED_NOTE}"
+    )
+    return frame
+
+
+def plot_table1_accuracy(table, ax: Any = None, title: str = ""):
+    """Grouped bar chart: our video top-1 beside the paper's Table 1 top-1, per model.
+
+    ``table`` is the output of :func:`table1`. Returns the matplotlib figure.
+    """
+    fig, ax = new_ax(ax, (8, 3.8))
+    x = np.arange(len(table))
+    ours = table["video top-1 (%)"].astype(float).to_numpy()
+    paper = table["paper: top-1 (%)"].astype(float).to_numpy()
+    bars = ax.bar(x - 0.2, ours, width=0.4, label="ours: video top-1")
+    ax.bar(x + 0.2, paper, width=0.4, label="paper: top-1 (UCF101 split 1)", alpha=0.6, hatch="//")
+    ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_xticks(x, list(table["method"]), rotation=15)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_ylim(0, 118)
+    ax.set_title(title or "Table 1: accuracy")
+    ax.legend(loc="upper center", ncol=2, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_speed(table, title: str = ""):
+    """Accuracy vs clips/s: ours (left) and the paper's Table 1 (right). Returns the figure.
+
+    The frame-level ResNet-50's frames/s are divided by 16 (a 16-frame clip costs 16 frames),
+    as for the paper's points. Ours uses the paper-scale speed when it was measured, else the
+    trained network's.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (ax_ours, ax_paper) = plt.subplots(1, 2, figsize=(11, 4))
+    paper_scale = table["paper-scale speed"].notna().any()
+    key = "paper-scale speed" if paper_scale else "speed"
+    for _, row in table.iterrows():
+        speed, acc = _num(row[key]), _num(row["video top-1 (%)"])
+        if speed is None or acc is None:
+            continue
+        if row["speed unit"] == "frame/s":
+            speed /= 16
+        ax_ours.scatter(speed, acc, s=60)
+        ax_ours.annotate(row["method"], (speed, acc), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    settings = table["paper-scale settings" if paper_scale else "speed settings"].iloc[0] if len(table) else ""
+    ax_ours.set_xlabel(f"clips/s ({'paper-scale' if paper_scale else 'trained'} net; ResNet-50: frames/s / 16)")
+    ax_ours.set_ylabel("video top-1 (%)")
+    ax_ours.set_title(f"ours{': ' + title if title else ''}\n{settings}", fontsize=9)
+    ax_ours.grid(alpha=0.3)
+    for model, paper in TABLE1.items():
+        speed = paper.speed / 16 if paper.speed_unit == "frame/s" else paper.speed
+        ax_paper.scatter(speed, paper.top1, s=60, marker="s")
+        ax_paper.annotate(paper.method, (speed, paper.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax_paper.set_xlabel("clips/s (ResNet-50: frames/s / 16)")
+    ax_paper.set_ylabel("top-1 (%)")
+    ax_paper.set_title("paper: Table 1 (UCF101 split 1, 2017 GPU)", fontsize=9)
+    ax_paper.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
