@@ -328,7 +328,7 @@ def _fast_path_agreement(module: Any, datamodule: Any, max_batches: Optional[int
     clips (the first ``max_batches`` test batches; all of them when None)."""
     import torch
 
-    from p3d_lightning.benchmark import compare_fast_path
+    from p3d_lightning.speed.numerics import compare_fast_path
 
     with torch.inference_mode():
         cmp = compare_fast_path(module.model, datamodule.test_dataloader(),
@@ -340,37 +340,16 @@ def _fast_path_agreement(module: Any, datamodule: Any, max_batches: Optional[int
 
 def _paper_scale_speed(arch: str, in_channels: int, speed_cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Inference speed of the full-size architecture at the paper's input, on this machine."""
-    import torch
+    from p3d_lightning.speed.config import SpeedConfig
+    from p3d_lightning.speed.inference import paper_scale_speed
 
-    from p3d_lightning.benchmark import measure_inference_speed
-    from p3d_lightning.models import create_model, get_model_cfg
-    from p3d_lightning.models.fastpath import optimize_for_inference
-
-    cfg = get_model_cfg(arch)
-    shape = (in_channels, cfg.clip_len, cfg.crop_size, cfg.crop_size)
-    batch = int(speed_cfg.get("paper_batch_size", 8 if cfg.clip_len > 1 else 32))
-    net = create_model(arch, num_classes=101, in_channels=in_channels).eval()
-    if speed_cfg.get("fast_path", True):
-        net = optimize_for_inference(net)
-    # time-bounded: a full-size P3D in fp32 on an AVX2 laptop is ~4 clips/s, so a fixed number
-    # of repeats would take minutes; a budget of seconds gives the same median within noise
-    with torch.inference_mode():
-        out = measure_inference_speed(
-            net,
-            clip_shape=shape,
-            batch_size=batch,
-            warmup=int(speed_cfg.get("paper_warmup", 1)),
-            repeats=int(speed_cfg.get("repeats", 5)),
-            setting_name="fast" if speed_cfg.get("fast_path", True) else "fp32",
-            measure_memory=False,
-            max_seconds=float(speed_cfg.get("paper_max_seconds", 6.0)),
-        )
+    out = paper_scale_speed(arch, in_channels, SpeedConfig.from_mapping(speed_cfg))
     return {
-        "paper_scale_shape": "x".join(str(s) for s in shape),
-        "paper_scale_clips_per_s": out["clips_per_s"],
-        "paper_scale_frames_per_s": out["frames_per_s"],
-        "paper_scale_precision": out.get("precision", ""),
-        "paper_scale_batch_size": batch,
+        "paper_scale_shape": "x".join(str(s) for s in out.clip_shape),
+        "paper_scale_clips_per_s": out.clips_per_s,
+        "paper_scale_frames_per_s": out.frames_per_s,
+        "paper_scale_precision": out.precision,
+        "paper_scale_batch_size": out.batch_size,
     }
 
 
@@ -407,7 +386,7 @@ def run_ablation(
     """
     import pytorch_lightning as pl
 
-    from p3d_lightning.callbacks import InferenceSpeedCallback, ModelStatsCallback, TrainThroughputCallback
+    from p3d_lightning.speed.callbacks import InferenceSpeedCallback, ModelStatsCallback, TrainThroughputCallback
     from p3d_lightning.loggers import make_loggers
 
     names = list(models) if models else list(config.runs)
@@ -525,6 +504,7 @@ def run_ablation(
             "model": name,
             "arch": module.hparams.get("arch", name),
             **stats.results,
+            "clip_shape": "x".join(map(str, stats.results["clip_shape"])),
             "clip_acc1": test_metrics.get("test/clip_acc1"),
             "clip_acc5": test_metrics.get("test/clip_acc5"),
             "video_acc1": test_metrics.get("test/video_acc1"),

@@ -10,9 +10,14 @@ import torch
 from torch import nn
 
 from cpu_caps import requires_bf16
-from p3d_lightning import benchmark
-from p3d_lightning.benchmark import (PeakMemory, measure_ceiling, measure_inference_speed,
-                                     measure_training_speed, workers_needed)
+from p3d_lightning.commands import bench as benchmark
+from p3d_lightning.models.checkpointing import enable_activation_checkpointing
+from p3d_lightning.speed.ceiling import measure_ceiling
+from p3d_lightning.speed.environment import PeakMemory
+from p3d_lightning.speed.inference import DEFAULT_CPU_SETTINGS_NO_BF16, measure_inference_speed
+from p3d_lightning.speed.numerics import check_fast_path_on_data
+from p3d_lightning.speed.pipeline import workers_needed
+from p3d_lightning.speed.training import measure_training_speed
 
 
 def _tiny_net():
@@ -24,14 +29,16 @@ def test_measure_inference_speed_records_settings():
     net = _tiny_net()
     res = measure_inference_speed(net, (3, 4, 8, 8), batch_size=2, warmup=1, repeats=3,
                                   setting_name="plain")
-    assert res["setting"] == "plain" and res["clips_per_s"] > 0
-    assert res["frames_per_s"] == pytest.approx(4 * res["clips_per_s"])
-    assert len(res["batch_times_s"]) == 3
-    assert res["batch_time_ms_min"] <= res["batch_time_ms_median"] <= res["batch_time_ms_max"]
-    assert res["precision"] == "fp32" and res["batch_size"] == 2 and res["clip_shape"] == [3, 4, 8, 8]
-    assert res["torch_threads"] == torch.get_num_threads()
-    assert res["torch_version"] == torch.__version__ and res["device"] == "cpu"
-    assert res["device_name"] and res["peak_mem_mb"] is not None and res["peak_mem_mb"] >= 0
+    assert res.setting == "plain" and res.clips_per_s > 0
+    assert res.frames_per_s == pytest.approx(4 * res.clips_per_s)
+    assert len(res.batch_times_s) == 3
+    stats = res.stats()
+    assert stats["batch_time_ms_min"] <= stats["batch_time_ms_median"] <= stats["batch_time_ms_max"]
+    assert res.precision == "fp32" and res.batch_size == 2 and res.clip_shape == (3, 4, 8, 8)
+    assert res.as_dict()["clip_shape"] == [3, 4, 8, 8]  # p3d-bench's JSON: a list
+    assert res.torch_threads == torch.get_num_threads()
+    assert res.torch_version == torch.__version__ and res.device == "cpu"
+    assert res.device_name and res.peak_mem_mb is not None and res.peak_mem_mb >= 0
     with pytest.raises(ValueError, match="repeats"):
         measure_inference_speed(net, (3, 4, 8, 8), batch_size=2, repeats=0)
 
@@ -43,8 +50,8 @@ def test_measure_inference_speed_fast_path_precision():
 
     fast = optimize_for_inference(_tiny_net())  # auto: bf16 where native, else fp32
     res = measure_inference_speed(fast, (3, 4, 8, 8), batch_size=2, warmup=0, repeats=1)
-    assert res["precision"] == ("bf16" if bf16_supported("cpu") else "fp32")
-    assert res["channels_last"] is True
+    assert res.precision == ("bf16" if bf16_supported("cpu") else "fp32")
+    assert res.channels_last is True
 
 
 def test_measure_ceiling_quick():
@@ -62,8 +69,8 @@ def test_measure_training_speed_does_not_touch_model():
     for prec, cl in [("fp32", False), ("fp32", True)] + ([("bf16-mixed", True)] if _CAPS.bf16_runs else []):
         res = measure_training_speed(net, (3, 4, 8, 8), batch_size=2, num_classes=3, precision=prec,
                                      channels_last=cl, steps=2, warmup=1)
-        assert res["clips_per_s"] > 0 and res["precision"] == prec
-        assert res["peak_mem_mb_per_clip"] is not None
+        assert res.clips_per_s > 0 and res.precision == prec
+        assert res.peak_mem_mb_per_clip is not None
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k]), k
     with pytest.raises(ValueError, match="precision"):
@@ -122,7 +129,7 @@ def test_bench_without_bf16_picks_fp32_and_rejects_bf16_clearly(tmp_path, monkey
     try:
         assert benchmark.main(["--quick", "--no-ceiling", "--out-dir", str(tmp_path)]) == 0
         rows, data = _read(tmp_path, "infer")
-        assert [r["setting"] for r in rows] == benchmark.DEFAULT_CPU_SETTINGS_NO_BF16
+        assert [r["setting"] for r in rows] == DEFAULT_CPU_SETTINGS_NO_BF16
         assert {r["precision"] for r in rows} == {"fp32"}
         assert "no bf16" in data["meta"]["device_name"]
         with pytest.raises(SystemExit, match=r"--settings bf16_fold_cl.*does not run on this CPU.*fp32"):
@@ -176,7 +183,7 @@ def test_activation_checkpointing_same_gradients():
     net = create_model("p3d_tiny", num_classes=3, dropout=0.0).train()
     ck = create_model("p3d_tiny", num_classes=3, dropout=0.0).train()
     ck.load_state_dict(net.state_dict())
-    assert benchmark.enable_activation_checkpointing(ck) == 4
+    assert enable_activation_checkpointing(ck) == 4
     x = torch.randn(2, 3, 16, 16, 16)
     net(x).sum().backward()
     ck(x).sum().backward()
@@ -245,11 +252,11 @@ def test_bench_check_trained_checkpoint(tiny_synthetic_root, tmp_path, monkeypat
     with pytest.raises(SystemExit):  # a --set item without '='
         benchmark.main(["--check", str(ckpt), "--config", config, "--out-dir", str(out), "--set", "data.root"])
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        benchmark.check_fast_path_on_data(tmp_path / "missing.ckpt", config)
+        check_fast_path_on_data(tmp_path / "missing.ckpt", config)
 
 
 def test_measure_inference_speed_time_budget_stops_early():
     """max_seconds bounds the timed passes (at least two), so a slow CPU is not measured for minutes."""
     res = measure_inference_speed(_tiny_net(), (3, 4, 8, 8), batch_size=2, warmup=0, repeats=1000,
                                   max_seconds=0.0, measure_memory=False)
-    assert res["repeats"] == 2 and len(res["batch_times_s"]) == 2
+    assert res.repeats == 2 and len(res.batch_times_s) == 2

@@ -3,7 +3,7 @@
 import pytorch_lightning as pl
 import torch
 
-from p3d_lightning.callbacks import InferenceSpeedCallback, ModelStatsCallback, TrainThroughputCallback
+from p3d_lightning.speed.callbacks import InferenceSpeedCallback, ModelStatsCallback, TrainThroughputCallback
 from p3d_lightning.models import create_model
 from p3d_lightning.module import P3DClassifier
 
@@ -41,7 +41,7 @@ def test_model_stats_exact_and_speed_recorded(tmp_path):
     expected_params = sum(p.numel() for p in create_model("p3d_tiny", num_classes=4).parameters())
     assert stats.results["params"] == expected_params
     assert stats.results["size_mb"] == expected_params * 4 / 2**20
-    assert stats.results["clip_shape"] == "3x16x32x32"
+    assert stats.results["clip_shape"] == (3, 16, 32, 32)
     assert stats.results["gmacs_per_clip"] > 0
 
     r = speed.results
@@ -58,7 +58,7 @@ def test_model_stats_exact_and_speed_recorded(tmp_path):
 def test_stats_need_a_clip_shape_or_a_datamodule_with_one(tmp_path):
     import pytest
 
-    from p3d_lightning.callbacks import infer_clip_shape
+    from p3d_lightning.speed.callbacks import infer_clip_shape
 
     trainer = pl.Trainer(logger=False, default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="clip_len"):

@@ -268,7 +268,7 @@ def test_p3d_ckpt_path(tiny_synthetic_root, tmp_path, marker, capsys, monkeypatc
 
 
 def _bench_check(tiny_synthetic_root, tmp_path, marker, capsys, monkeypatch, names_file):
-    from p3d_lightning import benchmark
+    from p3d_lightning.commands import bench as benchmark
 
     monkeypatch.chdir(tmp_path)
     ckpt = _evil_torch(tmp_path / "evil.ckpt", marker, wrap=lambda p: {"state_dict": {}, "hyper_parameters": p})

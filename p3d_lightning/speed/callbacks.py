@@ -8,18 +8,21 @@
 * :class:`TrainThroughputCallback` -- training clips/s *including* data loading (validation
   time excluded), the number a user sees while training.
 
-Each callback keeps its results in ``self.results`` (a flat dict) and sends them to every
-logger the trainer has, so they land in W&B and in the CSV log.
+Each callback keeps its results in ``self.results`` (a flat dict) and sends the numbers to
+every logger the trainer has, so they land in W&B and in the CSV log; the first two also keep
+the typed result (``self.stats`` / ``self.speed``).
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
 import torch
+
+from p3d_lightning.speed.config import ModelStats, SpeedConfig, SpeedResult
+from p3d_lightning.speed.inference import inference_model, measure_inference_speed
 
 __all__ = [
     "ModelStatsCallback",
@@ -30,8 +33,8 @@ __all__ = [
 ]
 
 
-def log_to_loggers(trainer: "pl.Trainer", metrics: Dict[str, float], step: Optional[int] = None) -> None:
-    """Send numeric ``metrics`` to every logger of ``trainer`` (works outside ``self.log`` hooks)."""
+def log_to_loggers(trainer: "pl.Trainer", metrics: Dict[str, Any], step: Optional[int] = None) -> None:
+    """Send the numeric ``metrics`` to every logger of ``trainer`` (works outside ``self.log`` hooks)."""
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if not numeric:
         return
@@ -95,21 +98,15 @@ class ModelStatsCallback(pl.Callback):
 
     def __init__(self, clip_shape: Optional[Sequence[int]] = None) -> None:
         self.clip_shape = tuple(clip_shape) if clip_shape is not None else None
+        self.stats: Optional[ModelStats] = None
         self.results: Dict[str, Any] = {}
 
     def _measure(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if self.results:
+        if self.stats is not None:
             return
-        from p3d_lightning.models.complexity import model_complexity
-
         shape = self.clip_shape or infer_clip_shape(trainer, pl_module)
-        stats = model_complexity(_unwrap(pl_module), input_shape=shape)
-        self.results = {
-            "params": int(stats["params"]),
-            "size_mb": float(stats["size_mb"]),
-            "gmacs_per_clip": float(stats["gmacs"]),
-            "clip_shape": "x".join(str(s) for s in shape),
-        }
+        self.stats = ModelStats.of(_unwrap(pl_module), shape)
+        self.results = self.stats.as_dict()
         log_to_loggers(trainer, {f"model/{k}": v for k, v in self.results.items()})
 
     def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -123,7 +120,9 @@ class InferenceSpeedCallback(pl.Callback):
     """Measure inference speed of the trained network once training (or testing) ends.
 
     The measurement runs on a copy of the network, on synthetic input of a fixed batch, so
-    data loading is excluded; see :func:`p3d_lightning.benchmark.measure_inference_speed`.
+    data loading is excluded; see :func:`p3d_lightning.speed.inference.measure_inference_speed`.
+    The settings are a :class:`~p3d_lightning.speed.config.SpeedConfig` (its defaults unless
+    given): pass ``config`` (as the ablation does) or the individual arguments.
 
     Args:
         batch_size: clips per forward pass.
@@ -133,69 +132,49 @@ class InferenceSpeedCallback(pl.Callback):
         warmup: untimed forward passes before measuring.
         repeats: timed forward passes; the median is reported.
         when: ``"fit_end"`` or ``"test_end"``.
+        config: all of batch_size, fast_path, warmup and repeats at once.
     """
 
     def __init__(
         self,
-        batch_size: int = 8,
+        batch_size: int = SpeedConfig.batch_size,
         clip_shape: Optional[Sequence[int]] = None,
-        fast_path: bool = True,
-        warmup: int = 2,
-        repeats: int = 5,
+        fast_path: bool = SpeedConfig.fast_path,
+        warmup: int = SpeedConfig.warmup,
+        repeats: int = SpeedConfig.repeats,
         when: str = "fit_end",
+        config: Optional[SpeedConfig] = None,
     ) -> None:
         if when not in ("fit_end", "test_end"):
             raise ValueError(f"when must be 'fit_end' or 'test_end', got {when!r}")
-        if batch_size < 1 or repeats < 1 or warmup < 0:
-            raise ValueError("batch_size and repeats must be >= 1 and warmup >= 0")
-        self.batch_size = batch_size
+        self.config = config or SpeedConfig(batch_size=batch_size, fast_path=fast_path, warmup=warmup,
+                                             repeats=repeats)
         self.clip_shape = tuple(clip_shape) if clip_shape is not None else None
-        self.fast_path = fast_path
-        self.warmup = warmup
-        self.repeats = repeats
         self.when = when
+        self.speed: Optional[SpeedResult] = None
         self.results: Dict[str, Any] = {}
 
     def _measure(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not trainer.is_global_zero:
             return
-        from p3d_lightning.benchmark import measure_inference_speed
-
+        cfg = self.config
         shape = self.clip_shape or infer_clip_shape(trainer, pl_module)
-        net = copy.deepcopy(_unwrap(pl_module)).float().eval()
-        setting = "fp32"
-        if self.fast_path:
-            from p3d_lightning.models.fastpath import optimize_for_inference
-
-            net = optimize_for_inference(net)
-            setting = "fast"
         device = pl_module.device
-        speed = measure_inference_speed(
-            net,
-            clip_shape=shape,
-            batch_size=self.batch_size,
-            warmup=self.warmup,
-            repeats=self.repeats,
-            device=device,
-            setting_name=setting,
-        )
+        self.speed = speed = measure_inference_speed(
+            inference_model(_unwrap(pl_module), cfg.setting, device), clip_shape=shape,
+            batch_size=cfg.batch_size, warmup=cfg.warmup, repeats=cfg.repeats, device=device,
+            setting_name=cfg.setting)
         self.results = {
-            "infer_clips_per_s": float(speed["clips_per_s"]),
-            "infer_frames_per_s": float(speed["frames_per_s"]),
-            "infer_device": speed["device_name"],
-            "infer_precision": speed["precision"],
-            "infer_setting": setting,
-            "infer_batch_size": int(speed["batch_size"]),
-            "infer_threads": int(speed["torch_threads"]),
-            "infer_clip_shape": "x".join(str(s) for s in shape),
+            "infer_clips_per_s": speed.clips_per_s,
+            "infer_frames_per_s": speed.frames_per_s,
+            "infer_device": speed.device_name,
+            "infer_precision": speed.precision,
+            "infer_setting": speed.setting,
+            "infer_batch_size": speed.batch_size,
+            "infer_threads": speed.torch_threads,
+            "infer_clip_shape": speed.clip_shape,
         }
-        log_to_loggers(
-            trainer,
-            {
-                "speed/clips_per_s": speed["clips_per_s"],
-                "speed/frames_per_s": speed["frames_per_s"],
-            },
-        )
+        log_to_loggers(trainer, {"speed/clips_per_s": speed.clips_per_s, "speed/frames_per_s": speed.frames_per_s})
 
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if self.when == "fit_end":
