@@ -17,13 +17,11 @@ test set itself overstates the fused accuracy: pick them on held-out videos.
 """
 from __future__ import annotations
 
-import argparse
-import json
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
-__all__ = ["align_streams", "fuse_scores", "video_topk", "two_stream_report", "format_report", "main"]
+__all__ = ["align_streams", "fuse_scores", "video_topk", "two_stream_report", "format_report"]
 
 
 def fuse_scores(rgb: torch.Tensor, flow: torch.Tensor, weights: Sequence[float] = (1.0, 1.0)) -> torch.Tensor:
@@ -115,27 +113,3 @@ def format_report(report: Dict[str, Any]) -> str:
             lines.append(f"\n{len(gone)} videos are missing from the {side} features and were left out "
                          f"(e.g. {gone[0]})")
     return "\n".join(lines)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``p3d-two-stream``: fuse an RGB and a flow ``p3d predict`` output, print video top-1 of each."""
-    ap = argparse.ArgumentParser(prog="p3d-two-stream", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rgb", required=True, help="features file of the RGB run (p3d predict output)")
-    ap.add_argument("--flow", required=True, help="features file of the flow run")
-    ap.add_argument("--weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("W_RGB", "W_FLOW"),
-                    help="fusion weights (default 1 1)")
-    ap.add_argument("--output", default=None, help="also write the report as JSON here")
-    a = ap.parse_args(argv)
-    try:
-        report = two_stream_report(a.rgb, a.flow, a.weights)
-    except (ValueError, FileNotFoundError) as err:
-        ap.error(str(err))
-    print(format_report(report))
-    if a.output:
-        with open(a.output, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,10 +1,9 @@
-"""two_stream.py: weighted late fusion of an RGB and a flow run's per-video scores."""
-import json
-
+"""two_stream.py: weighted late fusion of an RGB and a flow run's per-video scores.
+(The p3d-two-stream command: tests/commands/test_two_stream.py.)"""
 import pytest
 import torch
 
-from p3d_lightning.two_stream import align_streams, format_report, fuse_scores, main, two_stream_report, video_topk
+from p3d_lightning.two_stream import align_streams, format_report, fuse_scores, two_stream_report, video_topk
 
 # 3 classes; the RGB stream gets v0 and v2 right, the flow stream v1 and v2.
 RGB = {"video_ids": ["v0", "v1", "v2", "v3"], "labels": torch.tensor([0, 1, 2, 0]),
@@ -39,15 +38,3 @@ def test_report_matches_videos_by_id():
     bad = dict(FLOW, labels=torch.tensor([2, 0, 0, 1]))
     with pytest.raises(ValueError, match="video 'v1' has label 1 in the RGB features but 0"):
         align_streams(RGB, bad)
-
-
-def test_command_reads_feature_files(tmp_path, capsys):
-    torch.save(RGB, tmp_path / "rgb.pt")
-    torch.save(FLOW, tmp_path / "flow.pt")
-    assert main(["--rgb", str(tmp_path / "rgb.pt"), "--flow", str(tmp_path / "flow.pt"), "--weights", "1", "2",
-                 "--output", str(tmp_path / "r.json")]) == 0
-    out = capsys.readouterr().out
-    assert "| rgb | 1 | 3 | 66.7% |" in out and "| flow | 2 | 3 | 66.7% |" in out
-    assert json.loads((tmp_path / "r.json").read_text())["weights"] == [1.0, 2.0]
-    with pytest.raises(SystemExit):
-        main(["--rgb", str(tmp_path / "nope.pt"), "--flow", str(tmp_path / "flow.pt")])

@@ -94,3 +94,40 @@ def randomize_bn(model, seed: int = 0, mean_std: float = 0.1, bias_std: float = 
                 m.weight.copy_(torch.rand(n, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(n, generator=g) * bias_std)
     return model.eval()
+
+
+def drop_last_test_video(src: Path, dst: Path) -> str:
+    """Copy the tiny set ``src`` to ``dst`` with its last test video left out: 7 test videos, an
+    odd count, so two ranks see a padded (repeated) sample. Returns ``dst``."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    lines = (Path(dst) / "testlist01.txt").read_text().splitlines()
+    (Path(dst) / "testlist01.txt").write_text("\n".join(lines[:-1]) + "\n")
+    return str(dst)
+
+
+def informative_checkpoint(path: Path) -> Path:
+    """Save an untrained ``p3d_tiny`` (4 classes) whose classifier is scaled up, so videos get
+    clearly different scores and accuracies are not ties; returns ``path``."""
+    import torch
+
+    from p3d_lightning.module import P3DClassifier
+
+    torch.manual_seed(0)
+    model = P3DClassifier("p3d_tiny", num_classes=4)
+    with torch.no_grad():
+        model.model.fc.weight.mul_(50)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, max_steps=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def validate_checkpoint(ckpt: Path, datamodule, devices: int = 1) -> Dict[str, float]:
+    """``trainer.validate`` of ``ckpt`` on CPU in fp32; ``devices > 1`` spawns that many processes (gloo)."""
+    from p3d_lightning.module import P3DClassifier
+
+    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
+                         logger=False, enable_progress_bar=False, enable_model_summary=False, precision="32-true")
+    return trainer.validate(P3DClassifier.load_from_checkpoint(ckpt), datamodule=datamodule, verbose=False)[0]

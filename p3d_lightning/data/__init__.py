@@ -1,38 +1,61 @@
 """Video data: decoding (PyAV), clip sampling, transforms, annotations, datasets, the DataModule
 and the synthetic motion dataset.
 
-``VideoDataModule`` and ``read_quarantine`` are imported on first use (module ``__getattr__``):
-they need PyTorch Lightning, whose import takes seconds, and the data commands (``p3d-synth``,
-``p3d-prescan``, ``p3d-prep``) do not.
+| module | what it holds |
+| --- | --- |
+| ``container`` | opening a file, ``DecodeError``, ``VideoMeta``, ``probe_video``, keyframes, full-decode scans |
+| ``decode`` | ``read_frames`` (one clip), ``read_clips`` (a video's clips in one pass), ``read_all_frames`` |
+| ``encode`` | ``write_video``, ``transcode_video`` (``p3d-prep``'s re-encoding) |
+| ``annotations`` | split files and CSVs of UCF101 / HMDB51 / Kinetics / folder layouts |
+| ``index`` | the cached per-video probe (frame counts) |
+| ``sampling`` | clip positions: integer arithmetic only |
+| ``transforms`` | crop, flip, normalisation of a decoded clip |
+| ``dataset`` | ``VideoClipDataset``, ``EpochSampler``, per-video evaluation samples |
+| ``contract`` | the input contract (normalisation, channel order, modality) and its checks |
+| ``datamodule`` | ``VideoDataModule`` (the only module that imports Lightning) |
+| ``quarantine`` | the skip list ``p3d-prescan`` / ``p3d-prep`` write and the datamodule reads |
+| ``prescan``, ``prep``, ``flow``, ``synthetic``, ``bench_decode`` | the libraries of the data commands |
+
+Every name below is imported on first use (module ``__getattr__``): ``import p3d_lightning.data``
+loads nothing, so ``p3d-synth`` and ``p3d-prescan`` start without torch or PyTorch Lightning
+(seconds of imports), and ``from p3d_lightning.data import VideoDataModule`` works as before.
 """
-from .annotations import (DATASETS, Annotations, VideoRecord, load_annotations, parse_folder, parse_hmdb51,
-                          parse_kinetics, parse_ucf101)
-from .dataset import DECODE_ERROR_POLICIES, BadVideoWarning, EpochSampler, VideoClipDataset
-from .decode import DecodeError, VideoMeta, probe_video, read_all_frames, read_frames, write_video
-from .index import build_index, default_cache_path
-from .sampling import clip_span, derive_seed, eval_clip_indices, eval_clip_starts, train_clip_indices
-from .synthetic import class_names, generate_synthetic_dataset, pair_of, render_video, sample_params
-from .transforms import ClipTransform, normalize
+import importlib
 
-__all__ = [
-    "DATASETS", "Annotations", "VideoRecord", "load_annotations", "parse_folder", "parse_hmdb51",
-    "parse_kinetics", "parse_ucf101", "VideoDataModule", "read_quarantine", "BadVideoWarning", "DECODE_ERROR_POLICIES",
-    "EpochSampler",
-    "VideoClipDataset", "DecodeError", "VideoMeta", "probe_video", "read_all_frames", "read_frames",
-    "write_video", "build_index", "default_cache_path", "clip_span", "derive_seed", "eval_clip_indices",
-    "eval_clip_starts", "train_clip_indices", "class_names", "generate_synthetic_dataset", "pair_of",
-    "render_video", "sample_params", "ClipTransform", "normalize",
-]
+# public name -> the module of this package that defines it
+_EXPORTS = {
+    **dict.fromkeys(("DATASETS", "Annotations", "VideoRecord", "load_annotations", "parse_folder", "parse_hmdb51",
+                     "parse_kinetics", "parse_ucf101"), "annotations"),
+    **dict.fromkeys(("VideoDataModule",), "datamodule"),
+    **dict.fromkeys(("DECODE_ERROR_POLICIES", "BadVideoWarning", "EpochSampler", "VideoClipDataset"), "dataset"),
+    **dict.fromkeys(("DecodeError", "VideoMeta", "probe_video"), "container"),
+    **dict.fromkeys(("read_all_frames", "read_frames"), "decode"),
+    **dict.fromkeys(("write_video",), "encode"),
+    **dict.fromkeys(("FlowClipDataset",), "flow"),
+    **dict.fromkeys(("build_index", "default_cache_path"), "index"),
+    **dict.fromkeys(("read_quarantine",), "quarantine"),
+    **dict.fromkeys(("clip_span", "derive_seed", "eval_clip_indices", "eval_clip_starts", "train_clip_indices"),
+                    "sampling"),
+    **dict.fromkeys(("class_names", "generate_synthetic_dataset", "pair_of", "render_video", "sample_params"),
+                    "synthetic"),
+    **dict.fromkeys(("ClipTransform", "normalize"), "transforms"),
+}
+_SUBMODULES = ("annotations", "bench_decode", "container", "contract", "datamodule", "dataset", "decode", "encode",
+               "flow", "index", "prep", "prescan", "quarantine", "sampling", "synthetic", "transforms")
 
-
-_LAZY = {"VideoDataModule": "datamodule", "read_quarantine": "datamodule"}
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBMODULES:  # ``p3d_lightning.data.decode`` after a bare ``import p3d_lightning.data``
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

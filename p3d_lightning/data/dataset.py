@@ -44,7 +44,8 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, default_collate
 
 from .annotations import VideoRecord
-from .decode import DecodeError, VideoMeta, output_size, read_clips, read_frames
+from .container import DecodeError, VideoMeta
+from .decode import output_size, read_clips, read_frames
 from .index import build_index
 from .sampling import derive_seed, eval_clip_indices, train_clip_indices
 from .transforms import ClipTransform

@@ -26,28 +26,28 @@ records, so ``VideoDataModule(modality="flow")`` trains, tests and extracts with
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import shutil
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from .annotations import DATASETS, VideoRecord, load_annotations
+from .annotations import VideoRecord
 from .dataset import VideoClipDataset
-from .decode import DecodeError, VideoMeta, output_size, read_all_frames
+from .container import DecodeError, VideoMeta
+from .decode import output_size, read_all_frames
+from .quarantine import write_quarantine
 from .sampling import derive_seed
 from .transforms import resize_clip
 
 __all__ = ["FLOW_METHODS", "FLOW_META", "FAILURES_FILENAME", "default_flow_root", "flow_dir", "quantize_flow",
            "dequantize_flow", "compute_flow", "extract_video_flow", "extract_flow", "read_flow_meta",
-           "read_flow_frames", "flow_index", "FlowClipDataset", "main"]
+           "read_flow_frames", "flow_index", "FlowClipDataset"]
 
 FLOW_METHODS = ("tvl1", "farneback")
 FLOW_META = "flow.json"
@@ -207,11 +207,8 @@ def extract_flow(videos: Sequence[str], root: str, flow_root: str, method: str =
     bar.close()
     out["seconds"] = time.perf_counter() - t0
     os.makedirs(flow_root, exist_ok=True)
-    with open(os.path.join(flow_root, FAILURES_FILENAME), "w", encoding="utf-8") as f:
-        f.write("# p3d-flow failures: <video path relative to dataset root><TAB><reason>\n")
-        for p, r in sorted(out["failed"]):
-            rel = os.path.relpath(p, os.path.abspath(root))
-            f.write(f"{p if rel.startswith('..') else rel}\t{r}\n")
+    write_quarantine(os.path.join(flow_root, FAILURES_FILENAME), sorted(out["failed"]), root,
+                     header="# p3d-flow failures: <video path relative to dataset root><TAB><reason>\n")
     return out
 
 
@@ -311,61 +308,3 @@ class FlowClipDataset(VideoClipDataset):
         clip = torch.zeros_like(self.transform(still, random.Random(0)))  # (2, T, H, W)
         return {"clip": clip, "label": self.videos[video_idx].label,
                 "video_idx": video_idx, "clip_idx": clip_idx, "valid": False}
-
-
-# ---------------------------------------------------------------------------------------- command
-def _parse_resize(values: Optional[List[int]]) -> Union[None, int, Tuple[int, int]]:
-    if not values:
-        return None
-    if len(values) == 1:
-        return int(values[0])
-    if len(values) == 2:
-        return int(values[0]), int(values[1])
-    raise argparse.ArgumentTypeError(f"--resize takes H W or a short side, got {values}")
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``p3d-flow ROOT``: TV-L1 (or Farneback) flow of a dataset's videos as x/y JPEG frames."""
-    ap = argparse.ArgumentParser(prog="p3d-flow", description=__doc__.split("\n\n")[0])
-    ap.add_argument("root", help="dataset root (the folder holding the class folders)")
-    ap.add_argument("--dataset", choices=DATASETS, default="folder",
-                    help="read this dataset's split files (train + test videos of --split); default: folder")
-    ap.add_argument("--split", type=int, default=1)
-    ap.add_argument("--annotation-dir", default=None)
-    ap.add_argument("--output", default=None, help="flow root (default: <root>_flow, what VideoDataModule reads)")
-    ap.add_argument("--method", choices=FLOW_METHODS, default="tvl1")
-    ap.add_argument("--bound", type=float, default=20.0, help="clip flow to [-bound, bound] pixels (default 20)")
-    ap.add_argument("--resize", type=int, nargs="+", default=None, metavar="N",
-                    help="H W, or a short side; use the data config's resize (e.g. 182 242)")
-    ap.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)))
-    ap.add_argument("--quality", type=int, default=95, help="JPEG quality")
-    ap.add_argument("--overwrite", action="store_true", help="recompute folders that are already complete")
-    a = ap.parse_args(argv)
-    if not os.path.isdir(a.root):
-        ap.error(f"dataset root {os.path.abspath(a.root)!r} does not exist")
-    try:
-        resize = _parse_resize(a.resize)
-    except argparse.ArgumentTypeError as err:
-        ap.error(str(err))
-    ann = load_annotations(a.dataset, a.root, a.split, a.annotation_dir)
-    paths = [r.path for r in ann.train + ann.test]
-    flow_root = a.output or default_flow_root(a.root)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            res = extract_flow(paths, a.root, flow_root, a.method, a.bound, resize, a.workers, a.quality, a.overwrite)
-        except ImportError as err:
-            print(f"p3d-flow: {err}")
-            return 2
-    for p, r in res["failed"]:
-        print(f"BAD  {p}: {r}")
-    rate = res["flow_frames"] / res["seconds"] if res["seconds"] > 0 else 0.0
-    print(f"{len(set(paths))} videos: {res['done']} extracted, {res['skipped']} already complete, "
-          f"{len(res['failed'])} failed; {res['flow_frames']} flow frames in {res['seconds']:.1f} s "
-          f"({rate:.1f} frames/s, {a.workers} workers); output {flow_root}, failures in "
-          f"{os.path.join(flow_root, FAILURES_FILENAME)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

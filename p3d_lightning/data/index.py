@@ -17,7 +17,7 @@ from typing import Dict, Iterable, Optional, Union
 
 from tqdm.auto import tqdm
 
-from .decode import DecodeError, VideoMeta, probe_video
+from .container import DecodeError, VideoMeta, probe_video
 
 __all__ = ["INDEX_FILENAME", "default_cache_path", "build_index"]
 

@@ -26,7 +26,6 @@ the first groups are the test set. Class ``2p`` and ``2p + 1`` (0-based) form pa
 """
 from __future__ import annotations
 
-import argparse
 import math
 import multiprocessing as mp
 import os
@@ -47,7 +46,6 @@ __all__ = [
     "sample_params",
     "render_video",
     "generate_synthetic_dataset",
-    "main",
 ]
 
 # (forward class, reversed class, motion, shape). Forward = the motion as rendered in time order.
@@ -228,7 +226,8 @@ def _video_name(cls: str, group: int, clip: int) -> str:
 
 
 def _make_video(job) -> None:
-    from .decode import write_video  # codecs live in decode.py
+    # imported here, not at the top: rendering and `p3d-synth --help` need neither PyAV nor torch
+    from .encode import write_video
 
     path, seed_values, pair, reverse, size, num_frames, fps, gop = job
     rng = np.random.default_rng(derive_seed(*seed_values))
@@ -294,6 +293,8 @@ def generate_synthetic_dataset(
                          num_frames, fps, gop_size))
             (test if group <= num_test_groups else train).append((rel, label))
     workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
+    from . import encode  # noqa: F401  (loaded once here, so the forked encoders inherit PyAV and torch)
+
     if workers > 1:
         with mp.get_context("fork").Pool(workers) as pool:
             for _ in _progress(pool.imap_unordered(_make_video, jobs, chunksize=4), len(jobs), progress):
@@ -316,34 +317,3 @@ def _progress(it, total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(it, total=total, desc="synthetic videos", unit="video", disable=not enabled, leave=False)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """``p3d-synth``: generate the synthetic motion dataset."""
-    ap = argparse.ArgumentParser(prog="p3d-synth", description=__doc__.split("\n\n")[0])
-    ap.add_argument("root", help="output folder (UCF101 layout)")
-    ap.add_argument("--num-pairs", type=int, default=4, help=f"class pairs, 1..{len(PAIRS)} (default 4 = 8 classes)")
-    ap.add_argument("--videos-per-class", type=int, default=48)
-    ap.add_argument("--clips-per-group", type=int, default=4)
-    ap.add_argument("--test-fraction", type=float, default=0.25)
-    ap.add_argument("--size", type=int, nargs=2, default=(120, 160), metavar=("H", "W"),
-                    help="frame size (default 120 160; UCF101 is 240 320)")
-    ap.add_argument("--num-frames", type=int, default=50)
-    ap.add_argument("--fps", type=int, default=25)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--overwrite", action="store_true")
-    a = ap.parse_args(argv)
-    info = generate_synthetic_dataset(
-        a.root, num_pairs=a.num_pairs, videos_per_class=a.videos_per_class, clips_per_group=a.clips_per_group,
-        test_fraction=a.test_fraction, size=a.size, num_frames=a.num_frames, fps=a.fps, seed=a.seed,
-        num_workers=a.workers, overwrite=a.overwrite)
-    if info["generated"]:
-        print(f"wrote {info['num_train']} train + {info['num_test']} test videos of {len(info['classes'])} classes "
-              f"to {info['root']} in {info['seconds']:.1f} s")
-    else:
-        print(f"{info['root']} already holds a dataset (classInd.txt present); use --overwrite to regenerate")
-
-
-if __name__ == "__main__":
-    main()

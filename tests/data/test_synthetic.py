@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from p3d_lightning.data.annotations import parse_ucf101
-from p3d_lightning.data.decode import probe_video, read_all_frames
-from p3d_lightning.data.synthetic import (PAIRS, _state, class_names, generate_synthetic_dataset, main, pair_of,
-                                          render_video, sample_params)
+from p3d_lightning.data.container import probe_video
+from p3d_lightning.data.decode import read_all_frames
+from p3d_lightning.data.synthetic import (PAIRS, _state, class_names, generate_synthetic_dataset, pair_of, render_video,
+                                          sample_params)
 
 TINY = dict(num_pairs=2, videos_per_class=4, clips_per_group=2, size=(48, 64), num_frames=20, num_workers=1,
             progress=False)
@@ -90,23 +91,6 @@ def test_direction_semantics():
     assert ups >= 33
 
 
-def test_cli(tmp_path, capsys):
-    main([str(tmp_path / "s"), "--num-pairs", "1", "--videos-per-class", "2", "--clips-per-group", "1",
-          "--size", "32", "48", "--num-frames", "4", "--workers", "1"])
-    assert "wrote 2 train + 2 test videos of 2 classes" in capsys.readouterr().out
+def test_bad_sizes_are_refused(tmp_path):
     with pytest.raises(ValueError, match="even"):
         generate_synthetic_dataset(str(tmp_path / "x"), size=(33, 48))
-
-
-def test_data_commands_do_not_import_lightning():
-    """p3d-synth / p3d-prescan start in well under a second of imports: no Lightning at import."""
-    import subprocess
-    import sys
-
-    code = ("import sys, p3d_lightning.data.synthetic, p3d_lightning.data.prescan, p3d_lightning.data; "
-            "print('pytorch_lightning' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", out
-    from p3d_lightning.data import VideoDataModule  # still importable from the package, lazily
-
-    assert VideoDataModule.__name__ == "VideoDataModule"

@@ -1,13 +1,18 @@
 """VideoDataModule: synthetic generation in prepare_data, batches from every loader (with
-workers), num_classes check, missing paths, quarantine, and per-epoch clips under a Trainer."""
+workers), num_classes check, missing paths, quarantine, per-epoch clips under a Trainer, the
+input contract read from the trainer's model, and one-decode evaluation loaders equal to the
+per-clip ones."""
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
 import torch
 
 from p3d_lightning.data.datamodule import VideoDataModule
+from p3d_lightning.data.contract import resolve_input_contract
 from p3d_lightning.data.dataset import EpochSampler
+from training_utils import tiny_datamodule
 
 
 def _dm(root, **kw):
@@ -173,58 +178,6 @@ def test_a_video_broken_after_setup_is_substituted_in_training_only(root, tmp_pa
     assert {p for p, _ in dm.decode_failures()} == {path, test_path}
 
 
-# ---------------------------------------------------------------------------- the input contract
-from types import SimpleNamespace  # noqa: E402
-
-from p3d_lightning.data.datamodule import (check_pretrained_contract, contract_conflicts,  # noqa: E402
-                                           resolve_input_contract)
-
-
-def test_contract_comes_from_the_model_table_unless_overridden():
-    c = resolve_input_contract("p3d199")
-    assert (c.modality, c.normalization, c.channel_order, c.mean, c.std) == \
-        ("rgb", "caffe", "BGR", (104.0, 117.0, 123.0), (1.0, 1.0, 1.0))
-    assert dict(c.source)["normalization"] == "ModelCfg(p3d199)" and dict(c.source)["mean"] == "ModelCfg(p3d199)"
-    assert resolve_input_contract("p3d").normalization == "imagenet"
-    assert resolve_input_contract(None).normalization == "imagenet"  # no architecture: the old default
-    rgb = resolve_input_contract("p3d199", channel_order="RGB")  # same colour means, RGB order
-    assert rgb.channel_order == "RGB" and rgb.mean == (123.0, 117.0, 104.0) and dict(rgb.source)["channel_order"] == "data"
-    im = resolve_input_contract("p3d199", normalization="imagenet")
-    assert im.channel_order == "RGB" and im.mean == (0.485, 0.456, 0.406)
-    assert resolve_input_contract("p3d", mean=[0.5, 0.5, 0.5], std=[0.25] * 3).std == (0.25, 0.25, 0.25)
-    flow = resolve_input_contract("p3d199_flow", in_channels=2)
-    assert (flow.modality, flow.normalization, flow.channel_order, flow.mean) == ("flow", "caffe", "xy", (128.0, 128.0))
-    tiny_flow = resolve_input_contract("p3d_tiny", modality="flow")
-    assert (tiny_flow.in_channels, tiny_flow.normalization, tiny_flow.channel_order) == (2, "imagenet", "xy")
-    with pytest.raises(ValueError, match=r"'p3d199_flow' is an optical-flow model .* set model.in_channels: 2"):
-        resolve_input_contract("p3d199_flow", in_channels=3)
-    with pytest.raises(ValueError, match=r"data.modality='flow' contradicts the network's 3 input channels"):
-        resolve_input_contract("p3d", in_channels=3, modality="flow")
-    with pytest.raises(ValueError, match="channel_order must be one of"):
-        resolve_input_contract("p3d199", channel_order="bgr")
-
-
-def test_pretrained_format_contradicting_the_normalisation_is_an_error(tmp_path):
-    imagenet = resolve_input_contract("p3d199", normalization="imagenet")
-    with pytest.raises(ValueError, match=r"pretrained_format='qijiezhao'.*normalization='caffe'.*"
-                                         r"data.normalization='imagenet' \(data\)"):
-        check_pretrained_contract("p3d_rgb_199.pth", "qijiezhao", imagenet)
-    check_pretrained_contract("p3d_rgb_199.pth", "qijiezhao", resolve_input_contract("p3d199"))  # agrees
-    with pytest.raises(ValueError, match=r"pretrained_format='imagenet'.*data.normalization='caffe'"):
-        check_pretrained_contract("resnet50.pth", "imagenet", resolve_input_contract("p3d199"))
-    check_pretrained_contract(None, "qijiezhao", imagenet)  # nothing to load
-    # a Lightning checkpoint carries the contract it was trained with
-    import torch
-
-    ckpt = tmp_path / "run.ckpt"
-    torch.save({"state_dict": {}, "VideoDataModule": {"input_contract": imagenet.as_dict()}}, ckpt)
-    check_pretrained_contract(str(ckpt), "lightning", imagenet)
-    with pytest.raises(ValueError, match=r"normalization: 'imagenet' vs 'caffe'"):
-        check_pretrained_contract(str(ckpt), "lightning", resolve_input_contract("p3d199"))
-    assert contract_conflicts({"channel_order": "BGR"}, resolve_input_contract("p3d199", channel_order="RGB")) == \
-        ["channel_order: 'BGR' vs 'RGB'"]
-
-
 def test_datamodule_reads_the_contract_from_the_trainer_model(root):
     fake_model = SimpleNamespace(hparams={"arch": "p3d199", "pretrained": "w.pth", "pretrained_format": "qijiezhao"},
                                  model=SimpleNamespace(in_channels=3))
@@ -264,3 +217,25 @@ def test_test_stage_needs_no_training_videos(root, tmp_path):
         dm.train_dataloader()
     with pytest.raises(RuntimeError, match="no readable train videos"):
         _dm(lone).setup("fit")
+
+
+def _cat(batches):
+    return {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+
+
+def test_video_loader_equals_per_clip_loader(tiny_synthetic_root):
+    per_clip = tiny_datamodule(str(tiny_synthetic_root), num_eval_clips=3, batch_size=4, eval_decode="clip")
+    per_video = tiny_datamodule(str(tiny_synthetic_root), num_eval_clips=3, batch_size=7, eval_decode="video")
+    for dm in (per_clip, per_video):
+        dm.setup("fit")
+    a = _cat(list(per_clip.val_dataloader()))
+    loader = per_video.val_dataloader()
+    batches = list(loader)
+    assert len(loader.dataset) == 8 and len(batches) == 4  # 7 // 3 = 2 videos (6 clips) per batch
+    assert [b["clip"].shape[0] for b in batches] == [6, 6, 6, 6]
+    b = _cat(batches)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+    with pytest.raises(ValueError, match="eval_decode"):
+        tiny_datamodule(str(tiny_synthetic_root), eval_decode="frames")

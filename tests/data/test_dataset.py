@@ -1,5 +1,6 @@
 """VideoClipDataset: sample layout, seeding per (seed, epoch, index), and every bad-input case."""
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -7,10 +8,14 @@ import pytest
 import torch
 
 from p3d_lightning.data.annotations import VideoRecord, parse_ucf101
+from p3d_lightning.data.container import DecodeError, scan_frames
 from p3d_lightning.data.dataset import BadVideoWarning, EpochSampler, VideoClipDataset
-from p3d_lightning.data.decode import DecodeError, read_all_frames
+from p3d_lightning.data.decode import read_all_frames
+from p3d_lightning.data.encode import write_video
 from p3d_lightning.data.synthetic import generate_synthetic_dataset
 from p3d_lightning.data.transforms import ClipTransform
+from training_utils import tiny_datamodule
+from video_utils import corrupt_middle, counter_frames, write_png
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +172,6 @@ def test_strict_mode_skips_quarantined_files(ann, tmp_path):
 
 
 def _png_as_mp4(tmp_path):
-    from test_data_decode import write_png
-
     return VideoRecord("still.mp4", write_png(tmp_path / "still.mp4"), 0)
 
 
@@ -186,12 +189,8 @@ def test_image_renamed_as_video_is_skipped_once(ann, tmp_path):
 def _corrupt_video(tmp_path):
     """A 40-frame video (PyAV, keyframe every 12) with damaged bytes in the middle; returns its record
     and the indices of its corrupt frames."""
-    from test_data_decode import _frames, corrupt_middle
-
-    from p3d_lightning.data.decode import scan_frames, write_video
-
     clean = str(tmp_path / "clean.avi")
-    write_video(clean, _frames(t=40), codec="mpeg4", gop_size=12)
+    write_video(clean, counter_frames(t=40), codec="mpeg4", gop_size=12)
     bad = corrupt_middle(clean, tmp_path / "damaged.avi")
     corrupt = scan_frames(bad).corrupt
     assert corrupt, "the damage did not hit a frame"
@@ -251,3 +250,20 @@ def test_runtime_failure_named_once_across_workers(ann, tmp_path):
         assert not all(flags)
     assert counts == [1, 0]
     assert log.read_text().count(rec.path) == 2  # the earlier run's line and this run's one
+
+
+def test_broken_video_falls_back_to_per_clip_handling(tiny_synthetic_root, tmp_path):
+    """One decode per video (``load_video``): a file broken mid-run still gets per-clip handling."""
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_synthetic_root, root)
+    dm = tiny_datamodule(str(root), num_eval_clips=3)
+    dm.setup("fit")
+    ds = dm.val_dataset
+    open(ds.videos[1].path, "wb").close()  # broken after indexing
+    with pytest.warns(UserWarning, match="failed to decode"):
+        item = ds.load_video(1)
+    assert item["valid"].tolist() == [False] * 3 and item["clip_idx"].tolist() == [0, 1, 2]
+    assert item["video_idx"].tolist() == [1, 1, 1] and item["clip"].abs().sum() == 0
+    assert ds.load_video(0)["valid"].all()
+    with pytest.raises(ValueError, match="evaluation"):
+        dm.train_dataset.load_video(0)

@@ -1,5 +1,6 @@
-"""p3d-prep on tiny generated videos: manifest, verification, re-run skips, a broken source
-reported as p3d-prescan reports it, a verification mismatch listed and not kept."""
+"""data/prep.py (p3d-prep's library) on tiny generated videos: manifest, verification, re-run skips,
+a broken source reported as p3d-prescan reports it, a verification mismatch listed and not kept.
+(The command's output: tests/commands/test_prep.py.)"""
 import dataclasses
 import json
 import os
@@ -9,7 +10,9 @@ import pytest
 import torch
 
 from p3d_lightning.data import prep
-from p3d_lightning.data.decode import keyframe_indices, probe_video, read_all_frames, write_video
+from p3d_lightning.data.container import keyframe_indices, probe_video
+from p3d_lightning.data.decode import read_all_frames
+from p3d_lightning.data.encode import write_video
 from p3d_lightning.data.prescan import check_video
 
 
@@ -21,8 +24,9 @@ def _smooth(n, h, w, seed):
                                for c in range(3)], -1) for t in range(n)])
 
 
-@pytest.fixture
-def tree(tmp_path):
+def source_tree(tmp_path):
+    """``tmp_path/src``: an mpeg4 .avi, an H.264 .mp4 with B-frames, a broken .avi and a split
+    file; returns ``(src, tmp_path / "dst")``."""
     src = tmp_path / "src"
     for d in ("ClassA", "ClassB"):
         (src / d).mkdir(parents=True)
@@ -33,7 +37,12 @@ def tree(tmp_path):
     return src, tmp_path / "dst"
 
 
-def test_prepare_tree(tree, capsys):
+@pytest.fixture
+def tree(tmp_path):
+    return source_tree(tmp_path)
+
+
+def test_prepare_tree(tree):
     src, dst = tree
     s = prep.prepare_tree(str(src), str(dst), prep.PrepSettings(short_side=32, gop=4), progress=False)
     assert s["prepared"] == ["ClassA/a1.avi", "ClassB/b1.mp4"] and s["bad"] == ["ClassB/broken.avi"]
@@ -65,12 +74,6 @@ def test_prepare_tree(tree, capsys):
     again = prep.prepare_tree(str(src), str(dst), prep.PrepSettings(short_side=32, gop=6), progress=False)
     assert again["prepared"] == ["ClassA/a1.avi", "ClassB/b1.mp4"]
 
-    # the command: prescan-style BAD line, disk cost per hour
-    assert prep.main([str(src), str(dst), "--short-side", "32", "--gop", "6", "--no-progress", "--workers", "1"]) == 0
-    out = capsys.readouterr().out
-    assert f"BAD  {src / 'ClassB' / 'broken.avi'}: {check_video(str(src / 'ClassB' / 'broken.avi'))}" in out
-    assert "0 prepared, 3 unchanged" in out and "GB/h" in out
-
 
 def test_mismatch_is_listed_not_kept(tree, monkeypatch):
     src, dst = tree
@@ -98,8 +101,6 @@ def test_bad_options_are_named(tmp_path):
         prep.PrepSettings(quality=40).check()
     with pytest.raises(FileNotFoundError, match="source root"):
         prep.prepare_tree(str(tmp_path / "nope"), str(tmp_path / "out"), progress=False)
-    with pytest.raises(SystemExit):
-        prep.main([str(tmp_path / "nope"), str(tmp_path / "out")])
 
 
 def test_datamodule_reads_the_prepared_tree(tiny_synthetic_root, tmp_path):

@@ -1,15 +1,20 @@
-"""p3d-prescan lists unreadable videos; the datamodule skips the quarantined ones."""
+"""p3d-prescan lists unreadable videos once each; the datamodule skips the quarantined ones."""
+import os
 import warnings
 
+import pytest
+
+from p3d_lightning.commands.prescan import main
+from p3d_lightning.data.annotations import parse_folder
+from p3d_lightning.data.container import DecodeError, scan_frames
 from p3d_lightning.data.datamodule import VideoDataModule
-from p3d_lightning.data.prescan import QUARANTINE_FILENAME, check_video, main
-from p3d_lightning.data.synthetic import generate_synthetic_dataset
+from p3d_lightning.data.prescan import check_video
+from p3d_lightning.data.quarantine import QUARANTINE_FILENAME
+from tests.data.test_prescan import bad_video_tree, folder_layout, tiny_set
 
 
 def test_prescan_writes_quarantine_honoured_by_datamodule(tmp_path, capsys):
-    root = tmp_path / "synthetic"
-    generate_synthetic_dataset(str(root), num_pairs=1, videos_per_class=4, clips_per_group=2, size=(32, 48),
-                               num_frames=8, num_workers=1, progress=False)
+    root = tiny_set(tmp_path)
     bad = root / "MoveLeft" / "v_MoveLeft_g02_c01.avi"
     bad.write_bytes(b"\x00" * 100)
     assert check_video(str(bad)) is not None and check_video(str(root / "MoveRight" / "v_MoveRight_g01_c01.avi")) is None
@@ -30,20 +35,9 @@ def test_prescan_writes_quarantine_honoured_by_datamodule(tmp_path, capsys):
     assert "v_MoveLeft_g02_c01.avi" in (tmp_path / "q.txt").read_text()
 
 
-def _tiny_set(tmp_path):
-    root = tmp_path / "synthetic"
-    generate_synthetic_dataset(str(root), num_pairs=1, videos_per_class=4, clips_per_group=2, size=(32, 48),
-                               num_frames=8, num_workers=1, progress=False)
-    return root
-
-
 def test_prescan_then_train_strict(tmp_path, capsys):
     """The documented workflow: prescan writes the list, a strict datamodule then skips what it lists."""
-    import pytest
-
-    from p3d_lightning.data.decode import DecodeError
-
-    root = _tiny_set(tmp_path)
+    root = tiny_set(tmp_path)
     bad = root / "MoveRight" / "v_MoveRight_g01_c02.avi"
     bad.write_text("not a video")
 
@@ -65,25 +59,9 @@ def test_prescan_then_train_strict(tmp_path, capsys):
 
 
 def test_prescan_full_reports_images_and_corrupt_frames_once(tmp_path, capsys):
-    from test_data_decode import _frames, corrupt_middle, write_png
-
-    from p3d_lightning.data.decode import scan_frames, write_video
-
     root = tmp_path / "videos"
-    (root / "a").mkdir(parents=True)
-    good = str(root / "a" / "good.avi")
-    write_video(good, _frames(t=40), codec="mpeg4", gop_size=12)
-    damaged = corrupt_middle(good, root / "a" / "damaged.avi")
+    _, damaged, _ = bad_video_tree(root)
     n_corrupt = len(scan_frames(damaged).corrupt)
-    assert n_corrupt >= 1
-    png = write_png(root / "a" / "still.mp4")
-    # a probe (no --full) already refuses the image; the damage needs a full decode
-    assert check_video(png) and "an image file" in check_video(png)
-    assert check_video(damaged) is None
-    reason = check_video(damaged, full=True)
-    assert reason.startswith(f"{n_corrupt} of ") and "frames corrupt" in reason
-    assert check_video(good, full=True) is None
-
     out = tmp_path / "q.txt"
     assert main([str(root), "--full", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -95,23 +73,9 @@ def test_prescan_full_reports_images_and_corrupt_frames_once(tmp_path, capsys):
 
 def test_prescan_without_dataset_sees_what_the_datamodule_sees(tmp_path, capsys):
     """Directories named like videos and symlinked class folders: the folder layout lists both."""
-    import os
-
-    from p3d_lightning.data.annotations import parse_folder
-    from p3d_lightning.data.prescan import _all_videos
-
-    src = _tiny_set(tmp_path)
-    root = tmp_path / "folder_layout"
-    (root / "left").mkdir(parents=True)
-    for p in sorted((src / "MoveLeft").iterdir()):
-        os.symlink(p, root / "left" / p.name)
-    os.symlink(src / "MoveRight", root / "right")  # a symlinked class folder
-    (root / "left" / "v_fake.avi").mkdir()  # a directory named like a video
-    (root / "left" / "v_fake.avi" / "inner.avi").write_text("inside a folder named like a video")
-
+    root = folder_layout(tiny_set(tmp_path), tmp_path / "folder_layout")
     ann = parse_folder(str(root))
-    seen_by_datamodule = sorted(os.path.abspath(r.path) for r in ann.train + ann.test)
-    assert sorted(os.path.abspath(p) for p in _all_videos(str(root))) == seen_by_datamodule
+    seen_by_datamodule = {os.path.abspath(r.path) for r in ann.train + ann.test}
     assert main([str(root), "--output", str(tmp_path / "q.txt")]) == 0
     printed = capsys.readouterr().out
     assert f"scanned {len(seen_by_datamodule)} videos, 1 unreadable" in printed

@@ -1,7 +1,7 @@
 """The decode benchmark runs (timing itself is not tested, nor are its targets)."""
-from p3d_lightning.data import bench_decode
 from p3d_lightning.data.bench_decode import bench_prepared, bench_threads, bench_video, cores_needed, make_benchmark_video
-from p3d_lightning.data.decode import probe_video, transcode_video
+from p3d_lightning.data.container import probe_video
+from p3d_lightning.data.encode import transcode_video
 
 
 def test_bench_runs_on_tiny_video(tmp_path):
@@ -13,7 +13,7 @@ def test_bench_runs_on_tiny_video(tmp_path):
         assert res[key] > 0
 
 
-def test_prepared_and_thread_benchmarks_run(tmp_path, capsys):
+def test_prepared_and_thread_benchmarks_run(tmp_path):
     src, out = str(tmp_path / "k.mp4"), str(tmp_path / "k_prepared.mp4")
     make_benchmark_video(src, 32, 48, seconds=1.0, fps=25, codec="libx264", gop_size=25, bframes=2, bit_rate=100_000)
     transcode_video(src, out, 24, gop_size=4)
@@ -24,6 +24,3 @@ def test_prepared_and_thread_benchmarks_run(tmp_path, capsys):
     t = bench_threads(src, num_clips=3, workers=0, clip_len=8, size=(24, 36), thread_types=("NONE", "SLICE"))
     assert set(t) == {"NONE", "SLICE"} and all(v > 0 for v in t.values())
     assert cores_needed([1500, 2700], 100.0) == "15-27" and cores_needed([100], 200.0) == "1"
-    bench_decode.main(["--videos", src, "--num-clips", "2", "--clip-len", "8", "--eval-clips", "3",
-                       "--eval-repeats", "1", "--short-side", "24"])
-    assert "| k.mp4 (48x32, 25 frames) | mpeg4 q3 GOP 8 36x24 |" in capsys.readouterr().out

@@ -3,21 +3,18 @@
 import glob
 import os
 
-import pytest
 import yaml
 
 from p3d_lightning.commands.p3d import main
-from p3d_lightning.experiment import instantiate_from_config
-from p3d_lightning.module import default_precision
+from paths import EXPERIMENTS
 from training_utils import quiet_warnings
 
 quiet_warnings()
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tiny_args(root, tmp):
     return [
-        "--config", os.path.join(REPO, "experiments", "synthetic", "p3d.yaml"),
+        "--config", str(EXPERIMENTS / "synthetic" / "p3d.yaml"),
         "--model.arch", "p3d_tiny", "--model.width_mult", "0.125",
         "--data.root", str(root), "--data.num_classes", "4", "--data.resize", "[40, 52]",
         "--data.crop_size", "32", "--data.num_eval_clips", "2", "--data.batch_size", "4",
@@ -61,35 +58,3 @@ def test_second_fit_gets_its_own_run_folder_and_defaults_point_inside_it(tiny_sy
         assert (run / "checkpoints" / "last.ckpt").is_file()
         assert (run / "logs" / "fit" / "metrics.csv").is_file()
     assert sorted(os.listdir(tmp_path)) == ["runs"]
-
-
-def test_num_classes_is_written_once_and_precision_defaults(tiny_synthetic_root, tmp_path):
-    cfg = yaml.safe_load(open(os.path.join(REPO, "experiments", "synthetic", "p3d.yaml")))
-    cfg["data"].update(root=str(tiny_synthetic_root), num_classes=4)
-    model, dm, trainer_kwargs = instantiate_from_config(cfg, source="synthetic/p3d.yaml")
-    assert model.hparams.num_classes == 4 == dm.num_classes
-    assert trainer_kwargs["precision"] == default_precision()
-    assert trainer_kwargs["seed_everything"] == 0
-    cfg["data"]["dataset"] = "no-such-dataset"
-    with pytest.raises(ValueError, match="synthetic/p3d.yaml"):
-        instantiate_from_config(cfg, source="synthetic/p3d.yaml")
-
-
-def test_class_path_sections_are_accepted(tiny_synthetic_root):
-    cfg = yaml.safe_load(open(os.path.join(REPO, "experiments", "synthetic", "resnet50.yaml")))
-    cfg["data"] = {"class_path": "p3d_lightning.data.VideoDataModule",
-                   "init_args": {**cfg["data"], "root": str(tiny_synthetic_root), "num_classes": 4}}
-    model, dm, _ = instantiate_from_config(cfg)
-    assert model.hparams.arch == "resnet50" and dm.clip_len == 1
-
-
-def test_instantiate_from_config_applies_dotted_overrides():
-    from pathlib import Path
-
-    from p3d_lightning.experiment import apply_overrides, instantiate_from_config
-
-    path = Path(__file__).resolve().parents[1] / "experiments" / "synthetic" / "p3d.yaml"
-    model, dm, trainer_kwargs = instantiate_from_config(
-        str(path), overrides={"trainer.max_steps": 7, "data.batch_size": 3, "model.lr": 0.5})
-    assert trainer_kwargs["max_steps"] == 7 and dm.batch_size == 3 and model.hparams.lr == 0.5
-    assert apply_overrides({"a": 1}, {"b.c": 2}) == {"a": 1, "b": {"c": 2}}

@@ -1,7 +1,7 @@
 """data/flow.py: flow quantisation, TV-L1 / Farneback extraction (layout, range, resume, bad videos),
-the flow-frames dataset through VideoDataModule, and p3d199_flow (tiny width) through the p3d CLI."""
+the flow-frames dataset through VideoDataModule, and p3d199_flow (tiny width) through the p3d CLI.
+(The p3d-flow command: tests/commands/test_flow.py.)"""
 import glob
-import json
 import os
 import warnings
 
@@ -14,7 +14,7 @@ from p3d_lightning.data import write_video
 from p3d_lightning.data.dataset import BadVideoWarning
 from p3d_lightning.data.datamodule import VideoDataModule
 from p3d_lightning.data.flow import (FAILURES_FILENAME, FLOW_META, dequantize_flow, extract_flow, extract_video_flow,
-                                     flow_dir, main, quantize_flow, read_flow_frames)
+                                     flow_dir, quantize_flow, read_flow_frames)
 
 cv2 = pytest.importorskip("cv2", reason="opencv-contrib-python-headless (the [flow] / [dev] extra)")
 
@@ -26,7 +26,7 @@ def test_quantisation_maps_the_bound_to_0_255():
     assert np.allclose(dequantize_flow(q, 20)[1:5], [-20, 0, 10, 20], atol=0.08)  # half a step (40 / 255 px)
 
 
-def _moving_square(path, frames=6, h=32, w=40, step=2):
+def moving_square(path, frames=6, h=32, w=40, step=2):
     video = np.full((frames, h, w, 3), 40, np.uint8)
     for t in range(frames):
         video[t, 10:22, 6 + step * t:18 + step * t] = 220  # moves right by `step` px per frame
@@ -38,7 +38,7 @@ def test_extraction_layout_range_and_resume(tmp_path, method):
     root, flow_root = tmp_path / "videos", tmp_path / "flow"
     (root / "cls").mkdir(parents=True)
     video = root / "cls" / "v_a.avi"
-    _moving_square(video)
+    moving_square(video)
     out = flow_dir(str(flow_root), str(root), str(video))
     assert out == str(flow_root / "cls" / "v_a")
     status, meta = extract_video_flow(str(video), out, method=method, bound=20)
@@ -59,23 +59,29 @@ def test_extraction_layout_range_and_resume(tmp_path, method):
     assert not glob.glob(out + ".tmp-*")
 
 
-def test_extract_flow_reports_bad_videos_and_resumes(tmp_path, capsys):
-    root = tmp_path / "videos"
+def flow_source_tree(root):
+    """``root/a/v_1.avi`` (a square moving right), ``root/b/v_2.avi`` (moving left) and
+    ``root/b/v_bad.avi`` (not a video); returns ``root``."""
     (root / "a").mkdir(parents=True)
     (root / "b").mkdir()
-    _moving_square(root / "a" / "v_1.avi")
-    _moving_square(root / "b" / "v_2.avi", step=-1)
+    moving_square(root / "a" / "v_1.avi")
+    moving_square(root / "b" / "v_2.avi", step=-1)
     (root / "b" / "v_bad.avi").write_text("not a video")
+    return root
+
+
+def test_extract_flow_reports_bad_videos_and_resumes(tmp_path):
+    root = flow_source_tree(tmp_path / "videos")
     res = extract_flow([str(root / "a" / "v_1.avi"), str(root / "b" / "v_bad.avi")], str(root), str(tmp_path / "f"),
                        method="farneback", num_workers=1, progress=False)
     assert res["done"] == 1 and res["skipped"] == 0 and [p for p, _ in res["failed"]] == [str(root / "b" / "v_bad.avi")]
     failures = (tmp_path / "f" / FAILURES_FILENAME).read_text().splitlines()
+    assert failures[0].startswith("# p3d-flow failures")
     assert failures[1].startswith(os.path.join("b", "v_bad.avi") + "\t")
-    # the command: folder dataset, parallel workers; the finished video is skipped, the bad one reported
-    assert main([str(root), "--output", str(tmp_path / "f"), "--method", "farneback", "--workers", "2"]) == 0
-    text = capsys.readouterr().out
-    assert f"BAD  {root / 'b' / 'v_bad.avi'}" in text and "1 extracted, 1 already complete, 1 failed" in text
-    assert json.loads((tmp_path / "f" / "b" / "v_2" / FLOW_META).read_text())["method"] == "farneback"
+    # a second run skips the finished video and still reports the bad one
+    again = extract_flow([str(root / "a" / "v_1.avi"), str(root / "b" / "v_bad.avi")], str(root), str(tmp_path / "f"),
+                         method="farneback", num_workers=1, progress=False)
+    assert again["done"] == 0 and again["skipped"] == 1 and len(again["failed"]) == 1
 
 
 @pytest.fixture(scope="module")

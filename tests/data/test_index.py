@@ -4,7 +4,8 @@ import os
 import numpy as np
 
 import p3d_lightning.data.index as index_mod
-from p3d_lightning.data.decode import VideoMeta, write_video
+from p3d_lightning.data.container import VideoMeta
+from p3d_lightning.data.encode import write_video
 from p3d_lightning.data.index import INDEX_FILENAME, build_index, default_cache_path
 
 
