@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from p3d_lightning.ablation import RESULT_FIELDS, read_results
+from p3d_lightning.ablation import RESULT_FIELDS, is_frame_model, read_results
 from p3d_lightning.ablation import to_float as _num
 from p3d_lightning.paper import PAPER_SPEED_NOTE, TABLE1
 from p3d_lightning.reports.common import PathLike, new_ax
@@ -69,11 +69,6 @@ def load_ablation_results(source: PathLike, api: Any = None):
     return frame.reset_index(drop=True)
 
 
-def _is_frame_model(row: Mapping[str, Any]) -> bool:
-    """True for a frame-level network (clip_shape C x 1 x H x W): its speed is in frames/s."""
-    return str(row.get("clip_shape", "")).split("x")[1:2] == ["1"]
-
-
 def speed_setting(row: Mapping[str, Any], prefix: str = "infer") -> str:
     """The settings a speed was measured under, in words (device, precision, batch, threads, input).
 
@@ -94,7 +89,7 @@ def speed_setting(row: Mapping[str, Any], prefix: str = "infer") -> str:
 
 def _speed(row: Mapping[str, Any], prefix: str) -> Optional[float]:
     """Speed in the paper's unit: frames/s for a frame-level model, else clips/s."""
-    key = f"{prefix}_frames_per_s" if _is_frame_model(row) else f"{prefix}_clips_per_s"
+    key = f"{prefix}_frames_per_s" if is_frame_model(row) else f"{prefix}_clips_per_s"
     return _num(row.get(key))
 
 
@@ -129,7 +124,7 @@ def table1(results) -> "Any":
                 "clip top-1 (%)": _pct(row.get("clip_acc1")),
                 "video top-1 (%)": _pct(row.get("video_acc1")),
                 "speed": _speed(row, "infer"),
-                "speed unit": "frame/s" if _is_frame_model(row) else "clip/s",
+                "speed unit": "frame/s" if is_frame_model(row) else "clip/s",
                 "speed settings": speed_setting(row, "infer"),
                 "paper-scale speed": _speed(row, "paper_scale"),
                 "paper-scale settings": speed_setting(row, "paper_scale"),
