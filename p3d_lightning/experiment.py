@@ -57,7 +57,7 @@ from p3d_lightning.resume import LastCheckpoint, make_resumable
 from p3d_lightning.runs import RunFolder, check_checkpoint, choose_run, point_into_run
 
 __all__ = [
-    "CHECKPOINT_DEFAULTS", "P3DLightningCLI", "apply_overrides", "instantiate_from_config", "load_experiment",
+    "CHECKPOINT_DEFAULTS", "ConfigError", "P3DLightningCLI", "check_clip_fits", "apply_overrides", "instantiate_from_config", "load_experiment",
     "load_run", "parse_overrides",
 ]
 
@@ -72,6 +72,34 @@ CHECKPOINT_DEFAULTS: Dict[str, Any] = {
 }
 #: Default step cadence of last.ckpt.
 LAST_EVERY_N_STEPS = 100
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work, found when the config is read; the message names the option."""
+
+
+def check_clip_fits(cfg: Any) -> None:
+    """Refuse a data clip shape the network cannot take (``data.clip_len``, ``data.crop_size``
+    against ``model.arch``), by a forward pass of the architecture on the ``meta`` device: no
+    memory, no compute, the same shape arithmetic as the real network."""
+    import torch
+
+    from p3d_lightning.models import create_model
+
+    arch, clip_len, crop = cfg.get("model.arch"), cfg.get("data.clip_len"), cfg.get("data.crop_size")
+    if not arch or clip_len is None or crop is None:
+        return
+    if int(clip_len) < 1 or int(crop) < 1:
+        raise ConfigError(f"data.clip_len={clip_len}, data.crop_size={crop}: both must be at least 1")
+    channels = int(cfg.get("model.in_channels") or 3)
+    try:
+        with torch.device("meta"):
+            net = create_model(arch, num_classes=2, in_channels=channels).eval()
+            net(torch.empty(1, channels, int(clip_len), int(crop), int(crop)))
+    except RuntimeError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"data.clip_len={clip_len} x data.crop_size={crop} is too small for model.arch={arch!r} "
+                          f"({channels}-channel clips): {first[:200]}") from None
 
 
 def _follow_model_arch(cfg: Any) -> None:
@@ -100,7 +128,8 @@ class P3DLightningCLI(LightningCLI):
             kwargs["datamodule_class"] = VideoDataModule
         kwargs.setdefault("save_config_callback", WandbConfigCallback)
         kwargs.setdefault("auto_configure_optimizers", False)
-        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        # allow_abbrev off: argparse would otherwise take ``--trainer.max_step 5`` as max_steps
+        kwargs.setdefault("parser_kwargs", {"default_env": False, "allow_abbrev": False})
         self.run_folder: Optional[RunFolder] = None
         super().__init__(*args, **kwargs)
 
@@ -148,6 +177,7 @@ class P3DLightningCLI(LightningCLI):
         # a precision this machine cannot run (bf16 on an AVX2-only CPU) is refused here, at
         # parse time, naming the option, instead of inside oneDNN at the first forward pass
         check_training_precision(sub_cfg.get("trainer.precision"), sub_cfg.get("trainer.accelerator"))
+        check_clip_fits(sub_cfg)  # likewise a clip the network cannot take, before any logger starts
         if self.run_folder is None:
             return
         self._log_version = point_into_run(self.config[subcommand], self.run_folder, subcommand)

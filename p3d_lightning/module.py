@@ -22,7 +22,6 @@ batch of 128 clips are trainer/data settings (``max_steps``, devices x batch x
 
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Literal, Optional
 
 import pytorch_lightning as pl
@@ -34,40 +33,14 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from p3d_lightning import resume
 from p3d_lightning.metrics import MultiClipAccuracy
+from p3d_lightning.models.zoo import ArchName
+from p3d_lightning.schedules import StepLR
 from p3d_lightning.precision import bf16_supported, default_precision  # noqa: F401 (re-exported)
 
 __all__ = ["P3DClassifier", "StepLR", "default_precision", "bf16_supported", "BATCH_KEYS"]
 
 BATCH_KEYS = ("clip", "label", "video_idx", "clip_idx")
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-class StepLR:
-    """Learning-rate multiplier per optimiser step: linear warm-up, then step/cosine/constant.
-
-    A callable object (not a closure) so ``LambdaLR.state_dict()`` stores it and a resumed run
-    continues the same schedule.
-    """
-
-    def __init__(self, schedule: str, step_size: int, gamma: float, warmup_steps: int, total_steps: int,
-                 min_lr_ratio: float = 0.0) -> None:
-        self.schedule = schedule
-        self.step_size = max(1, int(step_size))
-        self.gamma = float(gamma)
-        self.warmup_steps = max(0, int(warmup_steps))
-        self.total_steps = max(1, int(total_steps))
-        self.min_lr_ratio = float(min_lr_ratio)
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        if self.schedule == "step":
-            return self.gamma ** (step // self.step_size)
-        if self.schedule == "cosine":
-            span = max(1, self.total_steps - self.warmup_steps)
-            progress = min(1.0, (step - self.warmup_steps) / span)
-            return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        return 1.0
 
 
 def _check_batch(batch: Any, stage: str) -> Dict[str, Tensor]:
@@ -139,7 +112,7 @@ class P3DClassifier(pl.LightningModule):
 
     def __init__(
         self,
-        arch: str = "p3d",
+        arch: ArchName = "p3d",
         num_classes: int = 101,
         width_mult: Optional[float] = None,
         dropout: Optional[float] = None,
@@ -222,7 +195,12 @@ class P3DClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------ weights
     def setup(self, stage: str) -> None:
-        """Load ``pretrained`` weights unless the trainer restores a checkpoint anyway."""
+        """Load ``pretrained`` weights unless the trainer restores a checkpoint anyway; take the
+        clip shape of the data module as ``example_input_array`` (FLOPs in Lightning's summary)."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        clip_len, crop = getattr(dm, "clip_len", None), getattr(dm, "crop_size", None)
+        if isinstance(clip_len, int) and isinstance(crop, int):
+            self.example_input_array = torch.zeros(1, self.hparams.in_channels, clip_len, crop, crop)
         resuming = self._trainer is not None and getattr(self.trainer, "ckpt_path", None) is not None
         if not self._pretrained_loaded and not resuming:
             self.load_pretrained()
@@ -294,7 +272,9 @@ class P3DClassifier(pl.LightningModule):
             f"{stage}/failed_clips": result["num_failed_clips"].float(),
             f"{stage}/failed_videos": result["num_failed_videos"].float(),
         }
-        self.log_dict({k: v.to(self.device) for k, v in values.items()}, prog_bar=False)
+        shown = f"{stage}/video_acc1"  # the number a researcher watches: in the progress bar
+        self.log_dict({k: v.to(self.device) for k, v in values.items() if k != shown}, prog_bar=False)
+        self.log(shown, values[shown].to(self.device), prog_bar=True)
         if failed.numel():
             self._warn_failed(stage, failed, int(result["num_failed_videos"]), int(result["num_videos"]))
 
@@ -372,6 +352,19 @@ class P3DClassifier(pl.LightningModule):
         factor = StepLR(hp.lr_schedule, hp.lr_step_size, hp.lr_gamma, hp.warmup_steps, total or 1, hp.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def configure_callbacks(self):
+        """Lightning's default progress bar, with the global step of ``max_steps`` added (step-based
+        schedules never show it otherwise); a progress bar the user chose is left alone."""
+        from pytorch_lightning.callbacks import TQDMProgressBar
+
+        from p3d_lightning.progress import StepProgressBar
+
+        trainer = self._trainer
+        if trainer is not None and any(type(cb) is TQDMProgressBar for cb in trainer.callbacks):
+            bar = next(cb for cb in trainer.callbacks if type(cb) is TQDMProgressBar)
+            return [StepProgressBar(refresh_rate=bar.refresh_rate, leave=bar._leave)]
+        return []
 
     def on_fit_start(self) -> None:
         if self._train_seed is None:  # not restored from a checkpoint: this run's seed

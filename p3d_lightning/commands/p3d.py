@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from p3d_lightning.experiment import P3DLightningCLI
+from p3d_lightning.experiment import ConfigError, P3DLightningCLI
 from p3d_lightning.loggers import own_wandb_service
 from p3d_lightning.models.weights import CheckpointError
 from p3d_lightning.precision import PrecisionUnsupportedError
@@ -28,7 +28,7 @@ def main(args: Optional[Sequence[str]] = None) -> None:
     own_wandb_service()
     try:
         P3DLightningCLI(args=list(args) if args is not None else None)
-    except (CheckpointError, PrecisionUnsupportedError) as err:
+    except (CheckpointError, ConfigError, PrecisionUnsupportedError) as err:
         print(f"p3d: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 

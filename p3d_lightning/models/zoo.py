@@ -8,11 +8,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Literal, Tuple
 
 from .p3d_resnet import P3DResNet
 
-__all__ = ["ARCHS", "ModelCfg", "MODEL_CFGS", "create_model", "list_models", "get_model_cfg"]
+__all__ = ["ARCHS", "ArchName", "ModelCfg", "MODEL_CFGS", "create_model", "list_models", "get_model_cfg"]
 
 _R50, _R101, _R152 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)
 _P3D = dict(stages_2d=(False, False, False, True), temporal_pool=(True, True, True, False), stem_temporal_pool=True)
@@ -32,6 +32,10 @@ ARCHS: Dict[str, Dict[str, Any]] = {
     "p3d_tiny": dict(**_TINY, unit_pattern=_MIXED, **_P3D, num_classes=10, dropout=0.5),
     "resnet_tiny": dict(**_TINY, **_FRAME, num_classes=10, dropout=0.5),
 }
+
+#: The architecture names as a type: a config's ``model.arch`` is checked against it when the
+#: config is read (a typo is refused naming the option and listing the names).
+ArchName = Literal[tuple(ARCHS)]
 
 IMAGENET_MEAN: Tuple[float, ...] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, ...] = (0.229, 0.224, 0.225)
