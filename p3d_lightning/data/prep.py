@@ -55,7 +55,7 @@ class PrepSettings:
     short_side: Optional[int] = 182
     gop: int = 8
     codec: str = "mpeg4"
-    quality: int = 3  # mpeg4: qscale (2 best .. 31); libx264: CRF (0 lossless .. 51)
+    quality: int = DEFAULT_QUALITY["mpeg4"]  # mpeg4: qscale (2 best .. 31); libx264: CRF (0 lossless .. 51)
 
     def check(self) -> "PrepSettings":
         """``self`` if every field is valid, else ``ValueError`` naming the ``p3d-prep`` option."""
