@@ -4,10 +4,12 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
+
+from p3d_lightning.models.zoo import ArchName
 
 from .annotations import DATASETS, Annotations, load_annotations
 from .contract import MODALITIES, InputContract, check_pretrained_contract, contract_conflicts, resolve_input_contract
@@ -15,9 +17,13 @@ from .dataset import EpochSampler, VideoClipDataset, VideoLevelDataset, concat_c
 from .index import build_index, default_cache_path
 from .quarantine import QUARANTINE_FILENAME, read_quarantine
 from .sampling import SHORT_POLICIES
-from .transforms import NORMALIZATIONS, ClipTransform
+from .transforms import CHANNEL_ORDERS, NORMALIZATIONS, ClipTransform
 
 __all__ = ["VideoDataModule"]
+
+#: Closed sets as types: a config value outside them is refused when the config is read, naming
+#: the option (``data.dataset``, ``data.normalization``, ...) and listing the accepted values.
+DatasetName = Literal[DATASETS]
 
 
 class VideoDataModule(pl.LightningDataModule):
@@ -96,7 +102,7 @@ class VideoDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        dataset: str = "synthetic",
+        dataset: DatasetName = "synthetic",
         root: str = "data/synthetic",
         num_classes: int = 8,
         split: int = 1,
@@ -106,18 +112,18 @@ class VideoDataModule(pl.LightningDataModule):
         crop_size: int = 160,
         horizontal_flip: Optional[bool] = None,
         num_eval_clips: int = 20,
-        eval_decode: str = "video",
+        eval_decode: Literal["video", "clip"] = "video",
         batch_size: int = 8,
         eval_batch_size: Optional[int] = None,
         num_workers: int = 2,
         persistent_workers: bool = True,
-        normalization: Optional[str] = None,
-        predict_split: str = "test",
+        normalization: Optional[Literal[NORMALIZATIONS]] = None,
+        predict_split: Literal["test", "train", "all"] = "test",
         strict: bool = False,
         quarantine_file: Optional[str] = None,
         seed: int = 0,
         annotation_dir: Optional[str] = None,
-        short_video_policy: str = "repeat_last",
+        short_video_policy: Literal[SHORT_POLICIES] = "repeat_last",
         cache_dir: Optional[str] = None,
         synthetic_num_pairs: int = 4,
         synthetic_videos_per_class: int = 48,
@@ -127,11 +133,11 @@ class VideoDataModule(pl.LightningDataModule):
         synthetic_fps: int = 25,
         synthetic_seed: int = 0,
         progress: bool = True,
-        model_cfg: Optional[str] = None,
-        channel_order: Optional[str] = None,
+        model_cfg: Optional[ArchName] = None,
+        channel_order: Optional[Literal[CHANNEL_ORDERS]] = None,
         mean: Optional[List[float]] = None,
         std: Optional[List[float]] = None,
-        modality: Optional[str] = None,
+        modality: Optional[Literal[MODALITIES]] = None,
         flow_root: Optional[str] = None,
     ):
         super().__init__()

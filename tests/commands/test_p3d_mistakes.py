@@ -25,6 +25,8 @@ def _p3d(tmp_path, *args):
     (["--trainer.max_step", "5"], ["--trainer.max_step"]),          # no silent prefix match to max_steps
     (["--data.crop_size", "1"], ["data.crop_size=1", "model.arch='p3d'"]),  # checked before any forward
     (["--trainer.precision", "64-bogus"], ["precision"]),
+    (["--data.dataset", "ucf1O1"], ["data.dataset", "ucf1O1", "ucf101"]),
+    (["--data.short_video_policy", "pad"], ["data.short_video_policy", "repeat_last"]),
 ])
 def test_mistake_exits_at_parse_time_naming_the_option(tmp_path, args, names):
     proc = _p3d(tmp_path, *args)
