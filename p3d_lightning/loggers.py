@@ -28,7 +28,8 @@ from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 
-__all__ = ["WandbLogger", "make_loggers", "resolve_wandb_mode", "wandb_logged_in", "WANDB_MODES"]
+__all__ = ["WandbLogger", "make_loggers", "resolve_wandb_mode", "wandb_logged_in", "WANDB_MODES", "wandb_dir",
+           "log_summary_to_wandb", "finish_wandb", "log_table_to_wandb"]
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -313,3 +314,63 @@ def wandb_group_rows(spec: str, api: Any = None) -> List[Dict[str, Any]]:
         if row.get("model"):
             rows.append(row)
     return rows
+
+
+def _wandb_loggers(loggers: Sequence[Logger]) -> List[_LightningWandbLogger]:
+    """The W&B loggers among ``loggers`` that log somewhere (a disabled run has no files)."""
+    return [lg for lg in loggers
+            if isinstance(lg, _LightningWandbLogger) and getattr(lg, "mode", "") != "disabled"]
+
+
+def wandb_dir(loggers: Sequence[Logger]) -> str:
+    """The local folder of the W&B run among ``loggers`` ("" when there is none or it is disabled)."""
+    for logger in _wandb_loggers(loggers)[:1]:
+        try:
+            return str(getattr(logger.experiment, "dir", "") or "")
+        except Exception:  # a run that could not start has no directory; the caller records ""
+            return ""
+    return ""
+
+
+def log_summary_to_wandb(loggers: Sequence[Logger], values: Dict[str, Any], prefix: str = "") -> None:
+    """Put ``values`` (``None`` left out) in the summary of every W&B run among ``loggers``, keys
+    prefixed; a logging failure is a warning, never the loss of a finished run."""
+    for logger in _wandb_loggers(loggers):
+        try:
+            logger.experiment.summary.update({f"{prefix}{k}": v for k, v in values.items() if v is not None})
+        except Exception as err:
+            print(f"[p3d] warning: could not write the W&B summary: {err}", file=sys.stderr)
+
+
+def finish_wandb() -> None:
+    """Finish this process's current W&B run, if any (several runs share one ablation process)."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def log_table_to_wandb(save_dir: os.PathLike, *, project: str, group: str, mode: str, name: str,
+                       columns: Sequence[str], data: Sequence[Sequence[Any]],
+                       images: Optional[Dict[str, os.PathLike]] = None,
+                       summary: Optional[Dict[str, Any]] = None, job_type: str = "table") -> None:
+    """One W&B run ``name`` in ``group`` holding a table (``table1``), images and summary values.
+
+    Nothing happens when the resolved ``mode`` is ``disabled``; run files go under ``save_dir``.
+    """
+    resolved = resolve_wandb_mode(mode)
+    if resolved == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(project=project, group=group, name=name, job_type=job_type, dir=str(save_dir),
+                     mode=resolved, reinit="finish_previous", settings=wandb.Settings(silent=True))
+    try:
+        logged: Dict[str, Any] = {"table1": wandb.Table(columns=list(columns), data=[list(r) for r in data])}
+        logged.update({key: wandb.Image(str(path)) for key, path in (images or {}).items()})
+        run.log(logged)
+        run.summary.update(summary or {})
+    finally:
+        run.finish()

@@ -8,4 +8,4 @@ bash scripts/setup.sh
 # Large activations: keep glibc from mmap-ing and unmapping them on every call (PERF_NOTES;
 # mmap_threshold is capped at 32 MiB, so mmap_max=0 is what works).
 export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184}
-time python3 -m p3d_lightning.ablation "$@"
+time python3 -m p3d_lightning.commands.ablation "$@"

@@ -164,16 +164,7 @@ class InferenceSpeedCallback(pl.Callback):
             inference_model(_unwrap(pl_module), cfg.setting, device), clip_shape=shape,
             batch_size=cfg.batch_size, warmup=cfg.warmup, repeats=cfg.repeats, device=device,
             setting_name=cfg.setting)
-        self.results = {
-            "infer_clips_per_s": speed.clips_per_s,
-            "infer_frames_per_s": speed.frames_per_s,
-            "infer_device": speed.device_name,
-            "infer_precision": speed.precision,
-            "infer_setting": speed.setting,
-            "infer_batch_size": speed.batch_size,
-            "infer_threads": speed.torch_threads,
-            "infer_clip_shape": speed.clip_shape,
-        }
+        self.results = speed.columns("infer")
         log_to_loggers(trainer, {"speed/clips_per_s": speed.clips_per_s, "speed/frames_per_s": speed.frames_per_s})
 
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:

@@ -184,6 +184,14 @@ class SpeedResult:
         last = others[-1].loss_last if others else self.loss_last
         return dataclasses.replace(self, batch_times_s=times, loss_last=last)
 
+    def columns(self, prefix: str) -> Dict[str, Any]:
+        """This result as the ablation's ``<prefix>_*`` columns (``infer``: the trained network,
+        ``paper_scale``: the full-size one); the clip shape stays a tuple."""
+        return {f"{prefix}_clips_per_s": self.clips_per_s, f"{prefix}_frames_per_s": self.frames_per_s,
+                f"{prefix}_device": self.device_name, f"{prefix}_precision": self.precision,
+                f"{prefix}_setting": self.setting, f"{prefix}_batch_size": self.batch_size,
+                f"{prefix}_threads": self.torch_threads, f"{prefix}_shape": self.clip_shape}
+
     def as_dict(self) -> Dict[str, Any]:
         """The flat record p3d-bench writes (JSON lists for the shape and the times)."""
         out: Dict[str, Any] = {"setting": self.setting, **self.stats(), "batch_times_s": list(self.batch_times_s)}

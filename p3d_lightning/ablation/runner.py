@@ -1,0 +1,266 @@
+"""Run (or finish) an ablation: for each Table 1 row, instantiate, fit, test, measure, collect.
+
+Every pending run is instantiated and its data opened before any training starts, so a bad
+config, an empty dataset or an unwritable output folder fails at once. Each finished model's
+row goes into ``results.csv`` (:mod:`~p3d_lightning.ablation.results`) and the table and plot
+are redrawn (:mod:`~p3d_lightning.ablation.table`), so an interrupted ablation loses nothing:
+re-running skips models already in ``results.csv`` and resumes an unfinished one exactly from
+its ``last.ckpt``, in the same W&B run.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+from p3d_lightning.ablation.config import AblationConfig, AblationError
+from p3d_lightning.ablation.results import RESULT_FIELDS, as_cells, read_results, record, update_results
+from p3d_lightning.ablation.table import write_outputs
+
+__all__ = ["run_ablation"]
+
+
+class _Run(NamedTuple):
+    """One Table 1 row, instantiated and checked: what fit and test need."""
+
+    name: str
+    config_file: Path
+    module: Any
+    datamodule: Any
+    trainer_kwargs: Dict[str, Any]
+    resolved: Dict[str, Any]
+
+
+def run_ablation(
+    config: AblationConfig,
+    models: Optional[Sequence[str]] = None,
+    output_dir: Optional[os.PathLike] = None,
+    wandb_mode: str = "auto",
+    wandb_project: str = "p3d-lightning",
+    extra_overrides: Optional[Dict[str, Any]] = None,
+    stop_after: Optional[int] = None,
+    progress: bool = True,
+) -> List[Dict[str, Any]]:
+    """Run (or finish) an ablation and write its table. Returns the rows of ``results.csv``.
+
+    Args:
+        config: the parsed ablation config.
+        models: a subset of ``config.runs`` (default: all, in the config's order).
+        output_dir: where results go (default: ``config.output_dir``).
+        wandb_mode: ``auto`` (online if logged in, else offline), ``online``, ``offline``,
+            ``disabled``.
+        extra_overrides: dotted keys applied to every run after the config's own overrides.
+        stop_after: stop after this many newly trained models (used to test resuming).
+        progress: show Lightning's progress bars.
+    """
+    output = Path(output_dir or config.output_dir)
+    results_path = output / "results.csv"
+    overrides = {**config.overrides, **(extra_overrides or {})}
+    pending = _instantiate(config, _selected(config, models), output, results_path, overrides)
+    for position, run in enumerate(pending, start=1):
+        row = _fit_and_test(run, config, output, wandb_mode, wandb_project, progress)
+        if row is not None:  # global rank zero writes
+            rows = update_results(results_path, row)
+            write_outputs(output, rows, config.name)
+            print(f"[ablation] {run.name}: video top-1 {100 * float(row['video_acc1'] or 0):.1f}% -> {results_path}")
+        if stop_after is not None and position >= stop_after:
+            if row is None:
+                return []
+            if position < len(pending):
+                print(f"[ablation] stopping after {position} model(s) as asked; re-run to finish")
+                return read_results(results_path)
+    if not _is_rank_zero():
+        return []
+    rows = update_results(results_path, order=list(config.runs))
+    write_outputs(output, rows, config.name)
+    from p3d_lightning.loggers import log_table_to_wandb
+
+    log_table_to_wandb(output, project=wandb_project, group=config.name, mode=wandb_mode,
+                       name=f"{config.name}-table", job_type="ablation-table", columns=RESULT_FIELDS,
+                       data=[list(as_cells(r).values()) for r in rows],  # the file's cells
+                       images={"accuracy_vs_speed": output / "accuracy_vs_speed.png"},
+                       summary={"results_csv": str(results_path)})
+    return rows
+
+
+def _selected(config: AblationConfig, models: Optional[Sequence[str]]) -> List[str]:
+    names = list(models) if models else list(config.runs)
+    unknown = [m for m in names if m not in config.runs]
+    if unknown:
+        raise AblationError(
+            f"unknown model(s) {unknown} for ablation {config.name!r}; this config defines {list(config.runs)}"
+        )
+    return names
+
+
+def _instantiate(config: AblationConfig, names: Sequence[str], output: Path, results_path: Path,
+                 overrides: Dict[str, Any]) -> List[_Run]:
+    """Every run not yet in ``results.csv``, built and its training data opened (fails before training)."""
+    from p3d_lightning.experiment import load_experiment
+
+    _check_output_dir(output)
+    done = {r["model"] for r in read_results(results_path)}
+    pending = []
+    for name in names:
+        if name in done:
+            print(f"[ablation] {name}: already in {results_path}, skipping")
+            continue
+        cfg_path = config.runs[name]
+        if not cfg_path.is_file():
+            raise AblationError(f"config for {name!r} not found: {cfg_path}")
+        try:
+            module, datamodule, trainer_kwargs, resolved = load_experiment(str(cfg_path), overrides=overrides)
+            datamodule.prepare_data()
+            datamodule.setup("fit")
+        except AblationError:
+            raise
+        except (ValueError, RuntimeError, OSError) as err:
+            raise AblationError(f"{name} ({cfg_path}): {err}") from err
+        if len(datamodule.train_dataset) == 0:
+            raise AblationError(f"{name}: the training set of {cfg_path} is empty (root: {_dm_root(datamodule)})")
+        pending.append(_Run(name, cfg_path, module, datamodule, trainer_kwargs, resolved))
+    return pending
+
+
+def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: str, wandb_project: str,
+                  progress: bool) -> Optional[Dict[str, Any]]:
+    """Train ``run`` (resuming from its ``last.ckpt``), test the final network, measure it; its
+    results row on global rank zero, ``None`` on the other ranks."""
+    import pytorch_lightning as pl
+
+    from p3d_lightning.loggers import finish_wandb, log_summary_to_wandb, make_loggers, wandb_dir
+    from p3d_lightning.runs import RunFolder
+    from p3d_lightning.speed.callbacks import InferenceSpeedCallback, ModelStatsCallback, TrainThroughputCallback
+
+    folder = RunFolder(str(output), "runs", run.name)  # <output>/runs/<model>/, W&B id in its run.json
+    run_dir = Path(folder.path)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    kwargs = dict(run.trainer_kwargs)
+    pl.seed_everything(int(kwargs.pop("seed_everything", 0) or 0), workers=True)
+    loggers = make_loggers(
+        save_dir=str(run_dir), name=run.name, group=config.name, project=wandb_project, mode=wandb_mode,
+        version=folder.wandb_id() if _is_rank_zero() else None, job_type="train",
+        config={"ablation": config.name, "model": run.name, "config_file": str(run.config_file), "cli": run.resolved},
+    )
+    stats, infer = ModelStatsCallback(), InferenceSpeedCallback(config=config.speed)
+    throughput = TrainThroughputCallback()
+    trainer, last_checkpoint = _trainer(kwargs, run, run_dir, loggers, [stats, infer, throughput], progress)
+    resume_from = _resume_checkpoint(run.name, last)
+    print(f"[ablation] {run.name}: training ({'resuming from ' + resume_from if resume_from else 'from scratch'})")
+    start = time.perf_counter()
+    trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resume_from,
+                weights_only=True if resume_from else None)
+    train_time = time.perf_counter() - start
+    if last_checkpoint._last_saved is None or last_checkpoint._last_saved[0] != trainer.global_step:
+        last_checkpoint.save(trainer, "final")  # the row names the checkpoint of the network it tests
+    # The paper tests the final network (the one in last.ckpt); val is only a monitor.
+    test_metrics = trainer.test(run.module, datamodule=run.datamodule, verbose=False)[0]
+    if not trainer.is_global_zero:  # other DDP ranks took part in fit/test; rank zero writes
+        finish_wandb()
+        return None
+    row: Dict[str, Any] = {
+        "model": run.name,
+        "arch": run.module.hparams.get("arch", run.name),
+        **stats.results,
+        **{k: test_metrics.get(f"test/{k}") for k in ("clip_acc1", "clip_acc5", "video_acc1", "video_acc5")},
+        **infer.results,
+        **throughput.results,
+        "train_steps": trainer.global_step,
+        "train_time_s": train_time,
+        "checkpoint": str(last),
+        "wandb_dir": wandb_dir(loggers),
+        "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    row.update(_speed_columns(run, config, stats.stats.clip_shape[0]))
+    log_summary_to_wandb(loggers, record(row), prefix="ablation/")
+    finish_wandb()
+    return row
+
+
+def _trainer(kwargs: Dict[str, Any], run: _Run, run_dir: Path, loggers: List[Any], measuring: List[Any],
+             progress: bool):
+    """The run's Trainer: the config's own trainer settings and callbacks, this runner's
+    checkpoints (best by val/video_acc1 for reference, and last) and the measuring callbacks."""
+    import pytorch_lightning as pl
+
+    from p3d_lightning.resume import LastCheckpoint
+
+    ckpt_dir = str(run_dir / "checkpoints")
+    best = pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="best-{step}", monitor="val/video_acc1",
+                                        mode="max", save_last=False, save_top_k=1)
+    last_every = int((run.resolved.get("last_checkpoint") or {}).get("every_n_train_steps") or 0)
+    last_checkpoint = LastCheckpoint(dirpath=ckpt_dir, every_n_train_steps=last_every)
+    for key in ("logger", "default_root_dir"):
+        kwargs.pop(key, None)
+    # the config's own trainer.callbacks; the list also holds the defaults Lightning added when
+    # load_experiment built its trainer (progress bar, summary), which this trainer adds itself
+    # (and the CLI's checkpoint / last_checkpoint / features sections): this runner sets its own
+    own = [cb for cb in (kwargs.pop("callbacks", None) or [])
+           if not type(cb).__module__.startswith(("pytorch_lightning.", "lightning."))
+           and not isinstance(cb, (pl.callbacks.Checkpoint, pl.callbacks.BasePredictionWriter))]
+    if not progress:
+        kwargs["enable_progress_bar"] = False
+    trainer = pl.Trainer(**kwargs, default_root_dir=str(run_dir), logger=loggers,
+                         callbacks=[*own, best, last_checkpoint, *measuring])
+    return trainer, last_checkpoint
+
+
+def _resume_checkpoint(name: str, last: Path) -> Optional[str]:
+    """``last.ckpt`` of an unfinished run when there is one; unreadable is an error naming it."""
+    if not last.is_file():
+        return None
+    from p3d_lightning.runs import check_checkpoint
+
+    try:
+        check_checkpoint(str(last))
+    except ValueError as err:
+        raise AblationError(f"{name}: {err}; delete it to retrain {name} from scratch") from err
+    return str(last)
+
+
+def _speed_columns(run: _Run, config: AblationConfig, in_channels: int) -> Dict[str, Any]:
+    """The fast path's agreement with fp32 on this run's test clips (the numerics of the speed
+    column) and the paper-scale speed, as the config's ``speed`` asks."""
+    import torch
+
+    from p3d_lightning.speed.inference import paper_scale_speed
+    from p3d_lightning.speed.numerics import compare_fast_path
+
+    speed = config.speed
+    out: Dict[str, Any] = {}
+    if speed.fast_path:
+        model = run.module.model
+        with torch.inference_mode():
+            cmp = compare_fast_path(model, run.datamodule.test_dataloader(), device=next(model.parameters()).device,
+                                    max_batches=speed.agreement_batches)
+        out.update(fast_path_top1_agreement=cmp["top1_agreement"], fast_path_max_rel_logit_diff=cmp["max_rel_diff"])
+    if speed.paper_scale:
+        result = paper_scale_speed(str(run.module.hparams.get("arch", run.name)), in_channels, speed)
+        out.update(result.columns("paper_scale"))
+    return out
+
+
+def _check_output_dir(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise AblationError(f"output folder {output} is not writable: {err}") from err
+
+
+def _is_rank_zero() -> bool:
+    """True in the process of global rank zero (and without DDP); Lightning's launcher sets RANK/LOCAL_RANK."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)) or 0) == 0 and \
+        int(os.environ.get("NODE_RANK", 0) or 0) == 0
+
+
+def _dm_root(datamodule: Any) -> str:
+    return str(getattr(datamodule, "root", None) or getattr(datamodule, "hparams", {}).get("root", "?"))
