@@ -123,3 +123,40 @@ def test_orphaned_wandb_service_of_a_killed_process_is_stopped():
     finally:
         for p in (orphan, alive):
             p.kill()
+
+
+def test_wandb_helpers_do_nothing_for_a_disabled_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    loggers = L.make_loggers(save_dir=str(tmp_path), name="run", mode="auto")
+    assert L.wandb_dir(loggers) == "" and L.wandb_dir(loggers[:1]) == ""
+    L.log_summary_to_wandb(loggers, {"model": "p3d", "params": 1}, prefix="ablation/")
+    L.log_table_to_wandb(tmp_path / "t", project="p", group="g", mode="auto", name="g-table",
+                         columns=["model"], data=[["p3d"]])
+    assert not (tmp_path / "t").exists()
+    L.finish_wandb()
+    L.finish_wandb()  # no run: nothing to finish
+
+
+def test_wandb_summary_and_table_of_an_offline_run(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    wb = L.WandbLogger(project="p3d-test", name="offline", save_dir=str(tmp_path / "run"), mode="offline")
+    try:
+        L.log_summary_to_wandb([wb], {"model": "p3d", "video_acc1": 0.5, "skipped": None}, prefix="ablation/")
+        assert L.wandb_dir([wb]).startswith(str(tmp_path / "run" / "wandb"))
+    finally:
+        L.finish_wandb()
+    L.log_table_to_wandb(tmp_path / "table", project="p3d-test", group="g", mode="offline", name="g-table",
+                         columns=["model", "video_acc1"], data=[["p3d", "0.5"]], summary={"results_csv": "r.csv"})
+    [run] = glob.glob(str(tmp_path / "run" / "wandb" / "offline-run-*"))
+    assert len(glob.glob(str(tmp_path / "table" / "wandb" / "offline-run-*"))) == 1
+    path = glob.glob(os.path.join(run, "*.wandb"))[0]
+    for _ in range(100):  # a service shared with earlier tests may still be writing the log
+        log = open(path, "rb").read()
+        if b"ablation/video_acc1" in log:
+            break
+        time.sleep(0.1)
+    assert b"ablation/model" in log and b"ablation/skipped" not in log
