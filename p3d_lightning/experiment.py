@@ -1,14 +1,6 @@
 """The experiment schema: LightningCLI with the project's sections, links and run folders, the
 config loader used by every tool, and overrides. The ``p3d`` command (:mod:`p3d_lightning.commands.p3d`)
-is this CLI with fit / validate / test / predict.
-
-Usage::
-
-    p3d fit      --config experiments/ucf101/p3d.yaml                       # runs/ucf101_p3d/version_0/
-    p3d fit      --config experiments/ucf101/p3d.yaml --ckpt_path last      # resume the latest run
-    p3d test     --config experiments/ucf101/p3d.yaml --ckpt_path best      # best by val/video_acc1
-    p3d predict  --config experiments/ucf101/p3d199_features.yaml --ckpt_path last
-    p3d fit      --config experiments/synthetic/p3d.yaml --print_config     # resolved config
+is this CLI with fit / validate / test / predict (usage there).
 
 Config sections: ``model`` (:class:`~p3d_lightning.module.P3DClassifier`), ``data``
 (:class:`~p3d_lightning.data.VideoDataModule`), ``trainer``, ``run`` (the run folder, below),
@@ -206,95 +198,6 @@ class P3DLightningCLI(LightningCLI):
             if isinstance(cb, WandbConfigCallback) and self.run_folder is not None:
                 cb.run_dir = self.run_folder.path
         return trainer
-
-
-def _flatten_class_sections(raw: Dict[str, Any]) -> Dict[str, Any]:
-    """Accept ``model:``/``data:`` written as ``{class_path, init_args}`` as well as plain."""
-    cfg = copy.deepcopy(raw)
-    for key in ("model", "data"):
-        section = cfg.get(key)
-        if isinstance(section, dict) and "init_args" in section:
-            cfg[key] = dict(section.get("init_args") or {})
-    return cfg
-
-
-def apply_overrides(raw: Dict[str, Any], overrides: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """Set dotted keys (``data.root``, ``trainer.max_steps``) in a config dict, in place."""
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        keys = dotted.split(".")
-        for key in keys[:-1]:
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        node[keys[-1]] = value
-    return raw
-
-
-def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
-    """``["data.root=/x", "trainer.max_steps=10"]`` -> ``{"data.root": "/x", "trainer.max_steps": 10}``.
-
-    Values are parsed as YAML (numbers, booleans, lists). Raises ``ValueError`` naming the
-    item when it has no ``=``.
-    """
-    out: Dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
-    return out
-
-
-def load_experiment(
-    raw: Union[Dict[str, Any], str], source: str = "<config>",
-    overrides: Optional[Dict[str, Any]] = None,
-) -> Tuple[P3DClassifier, Any, Dict[str, Any], Dict[str, Any]]:
-    """Parse a complete experiment config: ``(model, datamodule, trainer_kwargs, resolved)``.
-
-    As :func:`instantiate_from_config`, plus ``resolved``: the whole config after defaults,
-    links and overrides, as plain data (every section, ``trainer`` included), for W&B and the
-    run's records.
-    """
-    if isinstance(raw, str):
-        source = raw
-        with open(raw) as f:
-            raw = yaml.safe_load(f) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{source}: expected a YAML mapping with model/data/trainer sections")
-    cfg = _flatten_class_sections(apply_overrides(copy.deepcopy(raw), overrides))
-    try:
-        with warnings.catch_warnings():  # args given in Python while sys.argv holds the caller's own
-            warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
-            cli = P3DLightningCLI(args=cfg, run=False, save_config_callback=None)
-    except SystemExit as err:  # jsonargparse reports the problem on stderr, then exits
-        raise ValueError(f"{source}: invalid experiment config (see the error above)") from err
-    except (ValueError, TypeError) as err:  # raised by a constructor: name the file
-        raise ValueError(f"{source}: {err}") from err
-    trainer_kwargs = dict(cli.config_init.get("trainer", {}))
-    trainer_kwargs["seed_everything"] = cli.config.get("seed_everything")
-    resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False)) or {}
-    resolved = {k: v for k, v in resolved.items() if k != "config"}
-    return cli.model, make_resumable(cli.datamodule), trainer_kwargs, resolved
-
-
-def instantiate_from_config(
-    raw: Union[Dict[str, Any], str], source: str = "<config>",
-    overrides: Optional[Dict[str, Any]] = None,
-) -> Tuple[P3DClassifier, Any, Dict[str, Any]]:
-    """Parse a complete experiment config and build its model and data module.
-
-    Args:
-        raw: the YAML content as a dict, or a path to the YAML file.
-        source: a name for error messages (the file path).
-        overrides: dotted keys set on top of the config (see :func:`apply_overrides`).
-
-    Returns:
-        ``(model, datamodule, trainer_kwargs)``; ``trainer_kwargs`` is the resolved ``trainer``
-        section (loggers and callbacks as instantiated objects) plus ``seed_everything``.
-    """
-    model, datamodule, trainer_kwargs, _ = load_experiment(raw, source, overrides)
-    return model, datamodule, trainer_kwargs
 
 
 def _flatten_class_sections(raw: Dict[str, Any]) -> Dict[str, Any]:
