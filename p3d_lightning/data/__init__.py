@@ -20,7 +20,7 @@ Every name below is imported on first use (module ``__getattr__``): ``import p3d
 loads nothing, so ``p3d-synth`` and ``p3d-prescan`` start without torch or PyTorch Lightning
 (seconds of imports), and ``from p3d_lightning.data import VideoDataModule`` works as before.
 """
-import importlib
+from p3d_lightning._lazy import lazy_exports
 
 # public name -> the module of this package that defines it
 _EXPORTS = {
@@ -46,16 +46,4 @@ _SUBMODULES = ("annotations", "bench_decode", "container", "contract", "datamodu
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    elif name in _SUBMODULES:  # ``p3d_lightning.data.decode`` after a bare ``import p3d_lightning.data``
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

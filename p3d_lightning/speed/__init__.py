@@ -16,8 +16,6 @@ module                    what it measures / holds
 
 ``p3d-bench`` (:mod:`p3d_lightning.commands.bench`) drives them; ``docs/speed.md`` has numbers.
 """
-from p3d_lightning.speed.callbacks import (InferenceSpeedCallback, ModelStatsCallback, TrainThroughputCallback,
-                                           infer_clip_shape, log_to_loggers)
 from p3d_lightning.speed.ceiling import measure_ceiling
 from p3d_lightning.speed.config import ModelStats, SpeedConfig, SpeedResult
 from p3d_lightning.speed.environment import PeakMemory, device_name, environment_info, load_average
@@ -25,6 +23,14 @@ from p3d_lightning.speed.inference import inference_model, measure_inference_spe
 from p3d_lightning.speed.numerics import check_fast_path_on_data, compare_fast_path
 from p3d_lightning.speed.pipeline import measure_data_pipeline, workers_needed
 from p3d_lightning.speed.training import measure_training_speed
+
+from p3d_lightning._lazy import lazy_exports
+
+# the callbacks import Lightning: loaded on first use, so that the notebooks' helpers, the ablation's
+# config and p3d-bench's library part start without it
+_EXPORTS = dict.fromkeys(("InferenceSpeedCallback", "ModelStatsCallback", "TrainThroughputCallback",
+                          "infer_clip_shape", "log_to_loggers"), "callbacks")
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, ("callbacks",))
 
 __all__ = [
     "InferenceSpeedCallback", "ModelStatsCallback", "TrainThroughputCallback", "infer_clip_shape",
