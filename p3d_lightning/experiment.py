@@ -49,7 +49,7 @@ from p3d_lightning.resume import LastCheckpoint, make_resumable
 from p3d_lightning.runs import RunFolder, check_checkpoint, choose_run, point_into_run
 
 __all__ = [
-    "CHECKPOINT_DEFAULTS", "ConfigError", "P3DLightningCLI", "check_clip_fits", "apply_overrides", "instantiate_from_config", "load_experiment",
+    "CHECKPOINT_DEFAULTS", "ConfigError", "P3DLightningCLI", "check_clip_fits", "check_config_files", "read_config", "apply_overrides", "instantiate_from_config", "load_experiment",
     "load_run", "parse_overrides",
 ]
 
@@ -238,6 +238,54 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
+_CLASS_SECTIONS = ("model", "data")
+
+
+def read_config(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """An experiment YAML as one dict, composed as ``p3d`` composes it.
+
+    A variant file names its base in a top-level ``config:`` (a path relative to the variant,
+    read first, recursively) and sets its own keys on top, written dotted
+    (``model.arch: p3d_a``): ``p3d fit --config experiments/synthetic/p3d_a.yaml`` then means the
+    same as ``--config experiments/synthetic/base.yaml --config experiments/synthetic/p3d_a.yaml``.
+    A variant that writes ``model:`` or ``data:`` as a nested section is refused, naming the file:
+    jsonargparse would replace the base's whole section with it, silently dropping its settings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping with model/data/trainer sections")
+    bases = raw.pop("config", None)
+    if bases is None:
+        return raw
+    nested = [k for k in _CLASS_SECTIONS if isinstance(raw.get(k), dict)]
+    if nested:
+        raise ConfigError(f"{path}: a variant of {bases} must write its {'/'.join(nested)} keys dotted "
+                          f"({nested[0]}.<key>: value); a nested {nested[0]}: section replaces the base's whole "
+                          f"section")
+    if not isinstance(bases, str):
+        raise ConfigError(f"{path}: config: names one base file (a path), got {bases!r}")
+    base_path = Path(bases) if Path(bases).is_absolute() else path.parent / bases
+    return apply_overrides(_flatten_class_sections(read_config(base_path)), raw)
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Read every ``--config`` / ``-c`` file of a command line with :func:`read_config`, so that a
+    missing base or a mis-written variant is reported naming the file before the CLI starts."""
+    args = list(args)
+    for flag, value in zip(args, args[1:] + [""]):
+        for name in ("--config", "-c"):
+            if flag == name and value.endswith((".yaml", ".yml")):
+                read_config(value)
+            elif flag.startswith(name + "=") and flag.endswith((".yaml", ".yml")):
+                read_config(flag.split("=", 1)[1])
+
+
 def load_experiment(
     raw: Union[Dict[str, Any], str], source: str = "<config>",
     overrides: Optional[Dict[str, Any]] = None,
@@ -248,10 +296,9 @@ def load_experiment(
     links and overrides, as plain data (every section, ``trainer`` included), for W&B and the
     run's records.
     """
-    if isinstance(raw, str):
-        source = raw
-        with open(raw) as f:
-            raw = yaml.safe_load(f) or {}
+    if isinstance(raw, (str, os.PathLike)):
+        source = str(raw)
+        raw = read_config(raw)
     if not isinstance(raw, dict):
         raise ValueError(f"{source}: expected a YAML mapping with model/data/trainer sections")
     cfg = _flatten_class_sections(apply_overrides(copy.deepcopy(raw), overrides))

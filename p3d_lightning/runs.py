@@ -240,6 +240,7 @@ def point_into_run(cfg: Any, run: RunFolder, subcommand: str) -> str:
             args["save_dir"] = run.path
             if subcommand == "fit":
                 args["version"] = run.wandb_id()
+                args["name"] = args.get("name") or run.name  # the experiment's name, not a random one
                 if "job_type" in args:
                     args["job_type"] = "train"
             else:

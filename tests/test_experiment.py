@@ -2,15 +2,14 @@
 default precision, dotted overrides, class_path sections) as ``p3d`` and the ablation read it."""
 
 import pytest
-import yaml
 
-from p3d_lightning.experiment import apply_overrides, instantiate_from_config
+from p3d_lightning.experiment import apply_overrides, instantiate_from_config, read_config
 from p3d_lightning.module import default_precision
 from paths import EXPERIMENTS
 
 
 def test_num_classes_is_written_once_and_precision_defaults(tiny_synthetic_root, tmp_path):
-    cfg = yaml.safe_load(open(EXPERIMENTS / "synthetic" / "p3d.yaml"))
+    cfg = read_config(EXPERIMENTS / "synthetic" / "p3d.yaml")
     cfg["data"].update(root=str(tiny_synthetic_root), num_classes=4)
     model, dm, trainer_kwargs = instantiate_from_config(cfg, source="synthetic/p3d.yaml")
     assert model.hparams.num_classes == 4 == dm.num_classes
@@ -22,7 +21,7 @@ def test_num_classes_is_written_once_and_precision_defaults(tiny_synthetic_root,
 
 
 def test_class_path_sections_are_accepted(tiny_synthetic_root):
-    cfg = yaml.safe_load(open(EXPERIMENTS / "synthetic" / "resnet50.yaml"))
+    cfg = read_config(EXPERIMENTS / "synthetic" / "resnet50.yaml")
     cfg["data"] = {"class_path": "p3d_lightning.data.VideoDataModule",
                    "init_args": {**cfg["data"], "root": str(tiny_synthetic_root), "num_classes": 4}}
     model, dm, _ = instantiate_from_config(cfg)

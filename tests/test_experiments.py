@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 
-from p3d_lightning.experiment import instantiate_from_config
+from p3d_lightning.experiment import ConfigError, instantiate_from_config, read_config
 from training_utils import quiet_warnings
 
 quiet_warnings()
@@ -28,7 +28,7 @@ def test_expected_configs_exist():
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: os.path.relpath(p, EXP))
 def test_config_instantiates(path, tiny_synthetic_root):
-    raw = yaml.safe_load(open(path))
+    raw = read_config(path)  # a variant is its base plus its own keys
     assert "num_classes" not in raw["model"], "num_classes is written once, in data"
     raw["data"]["root"] = str(tiny_synthetic_root)
     if raw["trainer"].get("accelerator") == "gpu":  # multi-GPU configs: build the trainer on CPU here
@@ -59,3 +59,49 @@ def test_ablation_configs_point_to_run_configs():
         assert set(raw["runs"]) == set(TABLE1), path
         for rel in raw["runs"].values():
             assert os.path.isfile(os.path.join(EXP, rel)), (path, rel)
+
+
+def test_variants_are_small_and_name_their_base():
+    """Each Table 1 row is its dataset's base plus the few keys that differ."""
+    for dataset in ("synthetic", "ucf101"):
+        base = read_config(os.path.join(EXP, dataset, "base.yaml"))
+        for arch in TABLE1:
+            path = os.path.join(EXP, dataset, f"{arch}.yaml")
+            own = yaml.safe_load(open(path))
+            assert own.pop("config") == "base.yaml"
+            assert len(own) <= 9 and all("." in key for key in own), path
+            composed = read_config(path)
+            assert composed["model"]["arch"] == arch and composed["run"]["name"] == f"{dataset}_{arch}"
+            assert composed["trainer"] == base["trainer"] or arch == "resnet50"
+
+
+def test_variant_with_a_nested_class_section_is_refused(tmp_path):
+    (tmp_path / "base.yaml").write_text(open(os.path.join(EXP, "synthetic", "base.yaml")).read())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("config: base.yaml\nmodel:\n  arch: p3d_a\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*dotted"):
+        read_config(bad)
+    (tmp_path / "orphan.yaml").write_text("config: missing.yaml\nmodel.arch: p3d_a\n")
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        read_config(tmp_path / "orphan.yaml")
+
+
+def test_print_config_of_a_variant_reproduces_the_run(tmp_path):
+    """``p3d fit --config <variant> --print_config`` written to a file and read back as the only
+    config gives the same resolved config, and equals the explicit two-file composition."""
+    import subprocess
+    import sys
+
+    def printed(*configs):
+        args = [a for c in configs for a in ("--config", str(c))]
+        out = subprocess.run([sys.executable, "-m", "p3d_lightning.commands.p3d", "fit", *args, "--print_config"],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+
+    variant = os.path.join(EXP, "synthetic", "p3d_a.yaml")
+    once = printed(variant)
+    (tmp_path / "resolved.yaml").write_text(once)
+    assert printed(tmp_path / "resolved.yaml") == once
+    assert printed(os.path.join(EXP, "synthetic", "base.yaml"), variant) == once
+    assert yaml.safe_load(once)["model"]["arch"] == "p3d_a"

@@ -31,7 +31,7 @@ def tiny_datamodule(root: str, clip_len: int = 16, crop: int = 32, num_eval_clip
     args: Dict[str, Any] = dict(
         dataset="synthetic", root=root, num_classes=4, clip_len=clip_len, resize=(40, 52), crop_size=crop,
         num_eval_clips=num_eval_clips, batch_size=batch_size, num_workers=0, horizontal_flip=False,
-        seed=0, progress=False, synthetic_num_pairs=2, synthetic_videos_per_class=4,
+        seed=0, progress=False, synthetic_generate=True, synthetic_num_pairs=2, synthetic_videos_per_class=4,
         synthetic_size=(48, 64), synthetic_num_frames=20,
     )
     args.update(kw)

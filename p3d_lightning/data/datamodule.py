@@ -95,6 +95,9 @@ class VideoDataModule(pl.LightningDataModule):
         short_video_policy: "repeat_last" or "loop" for videos shorter than a clip.
         cache_dir: where to keep the video index (default: beside the data, or a user cache dir
             if the data is read-only).
+        synthetic_generate: for ``dataset="synthetic"``, write the set under ``root`` when it is
+            not there (the synthetic configs say so); off by default, so that a mistyped root is
+            an error naming it instead of a fresh set of videos in a new folder.
         synthetic_*: generator arguments for dataset="synthetic" (see
             ``generate_synthetic_dataset``); ``synthetic_size`` is ``[H, W]``.
         progress: show progress bars while generating / indexing.
@@ -125,6 +128,7 @@ class VideoDataModule(pl.LightningDataModule):
         annotation_dir: Optional[str] = None,
         short_video_policy: Literal[SHORT_POLICIES] = "repeat_last",
         cache_dir: Optional[str] = None,
+        synthetic_generate: bool = False,
         synthetic_num_pairs: int = 4,
         synthetic_videos_per_class: int = 48,
         synthetic_clips_per_group: int = 4,
@@ -141,20 +145,18 @@ class VideoDataModule(pl.LightningDataModule):
         flow_root: Optional[str] = None,
     ):
         super().__init__()
-        if dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-        if normalization is not None and normalization not in NORMALIZATIONS:
-            raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-        if modality is not None and modality not in MODALITIES:
-            raise ValueError(f"data.modality must be one of {MODALITIES}, got {modality!r}")
+        # the CLI checks these types when it reads the config; Python callers get the same message
+        for option, value, allowed in (("dataset", dataset, DATASETS), ("normalization", normalization, NORMALIZATIONS),
+                                       ("modality", modality, MODALITIES),
+                                       ("predict_split", predict_split, ("test", "train", "all")),
+                                       ("short_video_policy", short_video_policy, SHORT_POLICIES),
+                                       ("eval_decode", eval_decode, ("video", "clip"))):
+            if value is not None and value not in allowed:
+                raise ValueError(f"data.{option} must be one of {allowed}, got {value!r}")
         if model_cfg is not None:
             from p3d_lightning.models.zoo import get_model_cfg
 
             get_model_cfg(model_cfg)  # unknown names fail here, listing the valid ones
-        if predict_split not in ("test", "train", "all"):
-            raise ValueError(f"predict_split must be 'test', 'train' or 'all', got {predict_split!r}")
-        if short_video_policy not in SHORT_POLICIES:
-            raise ValueError(f"short_video_policy must be one of {SHORT_POLICIES}, got {short_video_policy!r}")
         if dataset == "synthetic" and horizontal_flip:
             warnings.warn("horizontal_flip=True on the synthetic dataset mirrors the motion and so swaps "
                           "left/right and clockwise/anticlockwise classes; labels become noisy", UserWarning)
@@ -165,8 +167,6 @@ class VideoDataModule(pl.LightningDataModule):
         self.crop_size = crop_size
         self.horizontal_flip = (dataset != "synthetic") if horizontal_flip is None else bool(horizontal_flip)
         self.num_eval_clips = num_eval_clips
-        if eval_decode not in ("video", "clip"):
-            raise ValueError(f"data.eval_decode must be 'video' or 'clip', got {eval_decode!r}")
         self.eval_decode = eval_decode
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -226,10 +226,10 @@ class VideoDataModule(pl.LightningDataModule):
 
         Flow clips are read from ``flow_root``, so no video index is built for them.
         """
-        if self.dataset == "synthetic" and not os.path.isfile(os.path.join(self.root, "classInd.txt")):
-            from .synthetic import generate_synthetic_dataset
+        if self.dataset == "synthetic":
+            from .synthetic import ensure_synthetic_dataset
 
-            generate_synthetic_dataset(self.root, progress=self.progress, **self.synthetic_kwargs)
+            ensure_synthetic_dataset(self.root, self.hparams.synthetic_generate, self.progress, **self.synthetic_kwargs)
         if self.resolve_input_contract().modality != "flow":
             self._index(self._annotations(), self.progress)
 

@@ -32,7 +32,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -317,3 +317,18 @@ def _progress(it, total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(it, total=total, desc="synthetic videos", unit="video", disable=not enabled, leave=False)
+
+
+def ensure_synthetic_dataset(root: str, generate: bool, progress: bool = True, **kwargs: Any) -> None:
+    """Make sure ``root`` holds a synthetic set: write it when absent and ``generate`` (the
+    data module's ``synthetic_generate``), else raise ``FileNotFoundError`` naming ``root``, so
+    that a mistyped root does not silently become a new set of videos."""
+    if os.path.isfile(os.path.join(root, "classInd.txt")):
+        return
+    if not generate:
+        raise FileNotFoundError(
+            f"data.root={root!r}: no synthetic set there (no classInd.txt); write one with "
+            f"`p3d-synth {root}` or set data.synthetic_generate: true to generate it on first use")
+    print(f"[data] generating the synthetic motion set under {os.path.abspath(root)} "
+          f"(data.synthetic_generate: true)", flush=True)
+    generate_synthetic_dataset(root, progress=progress, **kwargs)

@@ -31,6 +31,8 @@ def measure_data_pipeline(root: str | os.PathLike, *, num_workers: int = 0, batc
             raise ValueError(f"measure_data_pipeline: num_classes is required for dataset={dataset!r}")
         num_classes = 2 * int(datamodule_kwargs.get("synthetic_num_pairs", 4))
     datamodule_kwargs.setdefault("progress", False)
+    if dataset == "synthetic":
+        datamodule_kwargs.setdefault("synthetic_generate", True)  # the benchmark writes its own set
     kwargs = dict(dataset=dataset, root=str(root), num_classes=num_classes, clip_len=clip_len,
                   crop_size=crop_size, batch_size=batch_size, num_workers=num_workers)
     kwargs.update(datamodule_kwargs)

@@ -18,7 +18,7 @@ from training_utils import tiny_datamodule
 def _dm(root, **kw):
     args = dict(dataset="synthetic", root=str(root), num_classes=4, clip_len=4, frame_stride=2, resize=(40, 52),
                 crop_size=32, num_eval_clips=3, batch_size=4, eval_batch_size=6, num_workers=0, seed=1,
-                synthetic_num_pairs=2, synthetic_videos_per_class=4, synthetic_clips_per_group=2,
+                synthetic_generate=True, synthetic_num_pairs=2, synthetic_videos_per_class=4, synthetic_clips_per_group=2,
                 synthetic_size=(48, 64),
                 synthetic_num_frames=16, progress=False)
     args.update(kw)
