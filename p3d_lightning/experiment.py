@@ -30,6 +30,7 @@ recommend for evaluation jobs), with the training run's id in their config.
 from __future__ import annotations
 
 import copy
+from argparse import ArgumentError
 import os
 import warnings
 from pathlib import Path
@@ -305,9 +306,14 @@ def load_experiment(
     try:
         with warnings.catch_warnings():  # args given in Python while sys.argv holds the caller's own
             warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
-            cli = P3DLightningCLI(args=cfg, run=False, save_config_callback=None)
-    except SystemExit as err:  # jsonargparse reports the problem on stderr, then exits
+            # exit_on_error off: the problem comes back as an exception (named below after the
+            # file), not as the p3d parser's usage printed under the calling tool's name
+            cli = P3DLightningCLI(args=cfg, run=False, save_config_callback=None,
+                                  parser_kwargs={"default_env": False, "allow_abbrev": False, "exit_on_error": False})
+    except SystemExit as err:  # a parser that exits anyway has printed its reason on stderr
         raise ValueError(f"{source}: invalid experiment config (see the error above)") from err
+    except ArgumentError as err:
+        raise ValueError(f"{source}: {' '.join(str(err).split())}") from None
     except (ValueError, TypeError) as err:  # raised by a constructor: name the file
         raise ValueError(f"{source}: {err}") from err
     trainer_kwargs = dict(cli.config_init.get("trainer", {}))

@@ -38,3 +38,16 @@ def test_mistake_exits_at_parse_time_naming_the_option(tmp_path, args, names):
     # refused before anything was written: no run folder, no synthetic set generated
     assert not (tmp_path / "runs").exists()
     assert not (tmp_path / "no_data_here").exists()
+
+
+def test_ablation_config_mistake_is_one_line_under_its_own_name(tmp_path):
+    """A bad override reaches p3d-ablation as one line naming the run config and the option,
+    not as the p3d parser's usage printed under the name p3d-ablation."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "p3d_lightning.commands.ablation", "--wandb", "disabled",
+                           "--output", str(tmp_path / "abl"), "--models", "p3d_a", "--set", "model.arch=p3d_x"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("p3d-ablation: error: p3d_a (") and "model.arch" in lines[-1] and "p3d_x" in lines[-1]
+    assert "usage:" not in proc.stderr and "Traceback" not in proc.stderr
