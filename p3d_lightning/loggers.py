@@ -6,10 +6,15 @@ The W&B mode is chosen without any prompt or network access:
   (``disabled`` in tests, ``offline``/``online`` to force one);
 - otherwise ``online`` when the user is logged in: ``WANDB_API_KEY`` is set or the netrc file
   (``$NETRC`` or ``~/.netrc``) has an entry for the W&B host (``wandb login`` writes it);
-- otherwise ``offline``: the run is written under ``<save_dir>/wandb/offline-run-*`` and can be
-  uploaded later with ``wandb sync <that folder>``.
+- otherwise ``offline``: the run is written under ``<save_dir>/wandb/offline-run-*`` (or
+  ``$WANDB_DIR/wandb/`` when ``WANDB_DIR`` is set) and can be uploaded later with
+  ``wandb sync <that wandb folder>``.
 
-A CSV logger is always written as well, so every metric can be read back without W&B.
+Every run the project opens summarises accuracy as its best value and loss as its lowest
+(:data:`METRIC_SUMMARIES`), is tagged with its architecture and dataset, and has a ``job_type``.
+A CSV logger is always written as well, so every metric can be read back without W&B. What the
+ablation writes into W&B runs besides metrics (summaries, artifacts, the table run) and reads
+back is in :mod:`p3d_lightning.wandb_runs`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import netrc
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
 import yaml
@@ -28,10 +33,39 @@ from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 
-__all__ = ["WandbLogger", "make_loggers", "resolve_wandb_mode", "wandb_logged_in", "WANDB_MODES", "wandb_dir",
-           "log_summary_to_wandb", "finish_wandb", "log_table_to_wandb"]
+__all__ = ["WandbLogger", "WandbConfigCallback", "make_loggers", "own_wandb_service", "resolve_wandb_mode",
+           "wandb_logged_in", "WANDB_MODES", "wandb_root", "METRIC_SUMMARIES", "experiment_tags"]
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+#: How a metric is summarised in a W&B run: W&B keeps the last value by default, but the number
+#: a researcher compares runs by is the best validation accuracy (and the lowest loss).
+METRIC_SUMMARIES: Dict[str, str] = {
+    **{f"{stage}/{name}": "max" for stage in ("val", "test")
+       for name in ("clip_acc1", "clip_acc5", "video_acc1", "video_acc5")},
+    **{name: "min" for name in ("train/loss_epoch", "val/loss", "test/loss")},
+}
+
+
+def wandb_root(save_dir: os.PathLike) -> str:
+    """The folder that receives a run's ``wandb/`` folder: ``$WANDB_DIR`` when it is set (W&B's
+    own variable, which an explicit ``dir`` would otherwise override), else ``save_dir``."""
+    return os.environ.get("WANDB_DIR") or os.fspath(save_dir)
+
+
+def experiment_tags(resolved: Mapping[str, Any]) -> List[str]:
+    """W&B tags of an experiment: its ``model.arch`` and ``data.dataset`` (either may be missing)."""
+    tags = []
+    for section, key in (("model", "arch"), ("data", "dataset")):
+        node = resolved.get(section) or {}
+        node = node.get("init_args", node) if isinstance(node, dict) else {}
+        if node.get(key):
+            tags.append(str(node[key]))
+    return tags
+
+
+def _add_tags(run: Any, tags: Sequence[str]) -> None:
+    run.tags = tuple(dict.fromkeys([*(run.tags or ()), *tags]))
 
 
 def wandb_logged_in() -> bool:
@@ -80,20 +114,22 @@ class WandbLogger(_LightningWandbLogger):
 
     Differences from the base class: ``mode`` (``auto`` by default, see
     :func:`resolve_wandb_mode`) instead of ``offline``; ``group`` so runs of one ablation share a
-    W&B group; W&B files go to ``<save_dir>/wandb``; no console output from wandb; and after
-    every checkpoint save the run summary records ``checkpoint/best_model_path``,
-    ``checkpoint/last_model_path`` and ``checkpoint/best_model_score``.
+    W&B group; W&B files go to ``<save_dir>/wandb`` (``$WANDB_DIR/wandb`` when ``WANDB_DIR`` is
+    set); no console output from wandb; accuracy and loss summarised as best and lowest
+    (:data:`METRIC_SUMMARIES`); and after every checkpoint save the run summary records
+    ``checkpoint/best_model_path``, ``checkpoint/last_model_path`` and ``checkpoint/best_model_score``.
 
     Args:
         project: W&B project.
         name: run name (W&B display name).
         group: W&B group (e.g. the ablation name).
-        save_dir: folder for the W&B run files (created if missing).
+        save_dir: folder for the W&B run files (created if missing); ``WANDB_DIR`` wins when set.
         mode: ``auto``, ``online``, ``offline`` or ``disabled``.
         tags: W&B tags.
         job_type: W&B job type (``train``, ``eval``, ...).
         version: W&B run id to resume an existing run.
-        log_model: upload checkpoints as artifacts (online only).
+        log_model: upload checkpoints as artifacts, as Lightning's ``log_model`` (``True``: at the
+            end, ``"all"``: every save); online runs only, offline runs keep them in the run folder.
         config: extra values stored in the run's config.
         **kwargs: passed to ``wandb.init``.
     """
@@ -115,7 +151,9 @@ class WandbLogger(_LightningWandbLogger):
         self.mode = resolve_wandb_mode(mode)
         if log_model and self.mode != "online":
             log_model = False  # checkpoints cannot be uploaded from an offline or disabled run
+        save_dir = wandb_root(save_dir)
         Path(save_dir).mkdir(parents=True, exist_ok=True)
+        self._summaries_defined = False
         try:
             import wandb
 
@@ -151,7 +189,8 @@ class WandbLogger(_LightningWandbLogger):
         delay = 0.5
         while True:
             try:
-                return _LightningWandbLogger.experiment.fget(self)
+                run = _LightningWandbLogger.experiment.fget(self)
+                break
             except Exception as err:  # wandb raises a plain ServerResponseError
                 if "is in use" not in str(err) or time.monotonic() > deadline:
                     raise
@@ -161,6 +200,11 @@ class WandbLogger(_LightningWandbLogger):
                           f"{reaped} orphaned wandb-core process(es) and retrying", file=sys.stderr)
                 time.sleep(delay)
                 delay = min(2 * delay, 5.0)
+        if not self._summaries_defined and self.mode != "disabled":
+            self._summaries_defined = True
+            for name, how in METRIC_SUMMARIES.items():  # the same x axis as Lightning's "*" rule
+                run.define_metric(name, summary=how, step_metric="trainer/global_step", step_sync=True)
+        return run
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Record the checkpoint paths (and upload them when ``log_model``)."""
@@ -267,7 +311,7 @@ def own_wandb_service() -> None:
 
 class WandbConfigCallback(SaveConfigCallback):
     """Saves ``config.yaml`` in the log folder (and, on the first fit, in the run folder) and the
-    resolved config into every W&B run."""
+    resolved config into every W&B run (under ``cli``), tagged with :func:`experiment_tags`."""
 
     run_dir: Optional[str] = None
 
@@ -283,94 +327,6 @@ class WandbConfigCallback(SaveConfigCallback):
         for logger in (lg for lg in trainer.loggers if isinstance(lg, _LightningWandbLogger)):
             try:
                 logger.experiment.config.update({"cli": resolved}, allow_val_change=True)
+                _add_tags(logger.experiment, experiment_tags(resolved))
             except AttributeError:  # disabled/dummy experiment
                 pass
-
-
-def wandb_group_rows(spec: str, api: Any = None) -> List[Dict[str, Any]]:
-    """An ablation's result rows read back from the runs of its W&B group.
-
-    Args:
-        spec: ``ENTITY/PROJECT/GROUP`` (what follows ``wandb:`` in a notebook's source).
-        api: a ``wandb.Api``-like object (tests pass a fake); default ``wandb.Api()``, which
-            needs a logged-in, online W&B.
-
-    Each run whose summary carries ``ablation/*`` keys (as the ablation runner logs them) gives
-    one row, keys without the prefix; runs without an ``ablation/model`` (the group's table
-    run) are skipped. Raises ``ValueError`` when ``spec`` is not three non-empty parts.
-    """
-    parts = spec.strip("/").split("/")
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"W&B source must be 'wandb:ENTITY/PROJECT/GROUP', got 'wandb:{spec}'")
-    entity, project, group = parts
-    if api is None:
-        import wandb  # only here: the API client is needed by nothing else in this module
-
-        api = wandb.Api()
-    rows = []
-    for run in api.runs(f"{entity}/{project}", filters={"group": group}):
-        summary = dict(run.summary)
-        row = {k[len("ablation/"):]: v for k, v in summary.items() if k.startswith("ablation/")}
-        if row.get("model"):
-            rows.append(row)
-    return rows
-
-
-def _wandb_loggers(loggers: Sequence[Logger]) -> List[_LightningWandbLogger]:
-    """The W&B loggers among ``loggers`` that log somewhere (a disabled run has no files)."""
-    return [lg for lg in loggers
-            if isinstance(lg, _LightningWandbLogger) and getattr(lg, "mode", "") != "disabled"]
-
-
-def wandb_dir(loggers: Sequence[Logger]) -> str:
-    """The local folder of the W&B run among ``loggers`` ("" when there is none or it is disabled)."""
-    for logger in _wandb_loggers(loggers)[:1]:
-        try:
-            return str(getattr(logger.experiment, "dir", "") or "")
-        except Exception:  # a run that could not start has no directory; the caller records ""
-            return ""
-    return ""
-
-
-def log_summary_to_wandb(loggers: Sequence[Logger], values: Dict[str, Any], prefix: str = "") -> None:
-    """Put ``values`` (``None`` left out) in the summary of every W&B run among ``loggers``, keys
-    prefixed; a logging failure is a warning, never the loss of a finished run."""
-    for logger in _wandb_loggers(loggers):
-        try:
-            logger.experiment.summary.update({f"{prefix}{k}": v for k, v in values.items() if v is not None})
-        except Exception as err:
-            print(f"[p3d] warning: could not write the W&B summary: {err}", file=sys.stderr)
-
-
-def finish_wandb() -> None:
-    """Finish this process's current W&B run, if any (several runs share one ablation process)."""
-    try:
-        import wandb
-    except ImportError:
-        return
-    if wandb.run is not None:
-        wandb.finish()
-
-
-def log_table_to_wandb(save_dir: os.PathLike, *, project: str, group: str, mode: str, name: str,
-                       columns: Sequence[str], data: Sequence[Sequence[Any]],
-                       images: Optional[Dict[str, os.PathLike]] = None,
-                       summary: Optional[Dict[str, Any]] = None, job_type: str = "table") -> None:
-    """One W&B run ``name`` in ``group`` holding a table (``table1``), images and summary values.
-
-    Nothing happens when the resolved ``mode`` is ``disabled``; run files go under ``save_dir``.
-    """
-    resolved = resolve_wandb_mode(mode)
-    if resolved == "disabled":
-        return
-    import wandb
-
-    run = wandb.init(project=project, group=group, name=name, job_type=job_type, dir=str(save_dir),
-                     mode=resolved, reinit="finish_previous", settings=wandb.Settings(silent=True))
-    try:
-        logged: Dict[str, Any] = {"table1": wandb.Table(columns=list(columns), data=[list(r) for r in data])}
-        logged.update({key: wandb.Image(str(path)) for key, path in (images or {}).items()})
-        run.log(logged)
-        run.summary.update(summary or {})
-    finally:
-        run.finish()

@@ -125,38 +125,54 @@ def test_orphaned_wandb_service_of_a_killed_process_is_stopped():
             p.kill()
 
 
-def test_wandb_helpers_do_nothing_for_a_disabled_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    loggers = L.make_loggers(save_dir=str(tmp_path), name="run", mode="auto")
-    assert L.wandb_dir(loggers) == "" and L.wandb_dir(loggers[:1]) == ""
-    L.log_summary_to_wandb(loggers, {"model": "p3d", "params": 1}, prefix="ablation/")
-    L.log_table_to_wandb(tmp_path / "t", project="p", group="g", mode="auto", name="g-table",
-                         columns=["model"], data=[["p3d"]])
-    assert not (tmp_path / "t").exists()
-    L.finish_wandb()
-    L.finish_wandb()  # no run: nothing to finish
-
-
-def test_wandb_summary_and_table_of_an_offline_run(tmp_path, monkeypatch):
-    import time
+def test_accuracy_summarises_as_best_and_loss_as_lowest(tmp_path, monkeypatch):
+    """W&B keeps the last value by default; the project's runs keep the best accuracy (max) and
+    the lowest loss (min), on the trainer/global_step axis like every other metric."""
+    from wandb_files import read_offline_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    wb = L.WandbLogger(project="p3d-test", name="offline", save_dir=str(tmp_path / "run"), mode="offline")
+    wb = L.WandbLogger(project="p3d-test", name="summaries", save_dir=str(tmp_path), mode="offline")
     try:
-        L.log_summary_to_wandb([wb], {"model": "p3d", "video_acc1": 0.5, "skipped": None}, prefix="ablation/")
-        assert L.wandb_dir([wb]).startswith(str(tmp_path / "run" / "wandb"))
+        for step, (acc, loss) in enumerate([(0.5, 2.0), (0.75, 1.0), (0.25, 1.5)]):
+            wb.log_metrics({"val/video_acc1": acc, "val/clip_acc1": acc / 2, "val/loss": loss}, step=step)
+        wb.log_metrics({"test/video_acc1": 0.4}, step=3)
+        run_dir = os.path.dirname(wb.experiment.dir)
     finally:
-        L.finish_wandb()
-    L.log_table_to_wandb(tmp_path / "table", project="p3d-test", group="g", mode="offline", name="g-table",
-                         columns=["model", "video_acc1"], data=[["p3d", "0.5"]], summary={"results_csv": "r.csv"})
-    [run] = glob.glob(str(tmp_path / "run" / "wandb" / "offline-run-*"))
-    assert len(glob.glob(str(tmp_path / "table" / "wandb" / "offline-run-*"))) == 1
-    path = glob.glob(os.path.join(run, "*.wandb"))[0]
-    for _ in range(100):  # a service shared with earlier tests may still be writing the log
-        log = open(path, "rb").read()
-        if b"ablation/video_acc1" in log:
-            break
-        time.sleep(0.1)
-    assert b"ablation/model" in log and b"ablation/skipped" not in log
+        __import__("wandb").finish()
+    run = read_offline_run(run_dir)
+    assert run.summary["val/video_acc1"] == {"max": 0.75} and run.summary["val/clip_acc1"] == {"max": 0.375}
+    assert run.summary["val/loss"] == {"min": 1.0} and run.summary["test/video_acc1"] == {"max": 0.4}
+    for name, how in L.METRIC_SUMMARIES.items():
+        metric = run.metrics[name]
+        assert getattr(metric.summary, how) and metric.step_metric == "trainer/global_step", name
+    assert [h["val/video_acc1"] for h in run.history if "val/video_acc1" in h] == [0.5, 0.75, 0.25]
+
+
+def test_p3d_fit_and_test_runs_have_job_type_tags_config_and_honour_wandb_dir(tiny_synthetic_root, tmp_path,
+                                                                               monkeypatch):
+    """`p3d fit` and `p3d test` offline: each W&B run has its job_type, the arch and dataset as tags,
+    the whole resolved config (trainer included) under `cli`, the best-value summaries, and its
+    files in $WANDB_DIR/wandb (set by the test fixture) instead of the run folder."""
+    from p3d_lightning.commands.p3d import main
+    from tests.test_resume import _tiny
+    from wandb_files import offline_runs
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    args = [*_tiny(tiny_synthetic_root), "--run.root", str(tmp_path / "runs"), "--trainer.max_steps", "4"]
+    import wandb
+
+    main(["fit", *args])
+    wandb.finish()  # the command's process would end here, finishing its run
+    main(["test", *args, "--ckpt_path", "last"])
+    wandb.finish()
+    wandb_home = os.environ["WANDB_DIR"]
+    runs = {r.job_type: r for r in offline_runs(wandb_home)}
+    assert set(runs) == {"train", "test"}, [r.path for r in runs.values()]
+    assert not glob.glob(str(tmp_path / "runs" / "**" / "offline-run-*"), recursive=True)
+    for job, run in runs.items():
+        assert {"p3d_tiny", "synthetic"} <= set(run.tags), (job, run.tags)
+        assert run.config["cli"]["trainer"]["max_steps"] == 4 and run.config["cli"]["model"]["arch"] == "p3d_tiny"
+    assert "max" in runs["train"].summary["val/video_acc1"]
+    assert "max" in runs["test"].summary["test/video_acc1"]
+    assert runs["test"].name.endswith("-test") and runs["test"].group == runs["train"].group

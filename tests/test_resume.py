@@ -90,6 +90,8 @@ def _env(tmp, wandb="disabled"):
                WANDB_DIR=str(tmp / "wandb_home"), WANDB_SILENT="true", WANDB_DISABLE_GIT="true",
                WANDB_CONFIG_DIR=str(tmp / "wandb_config"), WANDB_CACHE_DIR=str(tmp / "wandb_cache"))
     env.pop("WANDB_API_KEY", None)
+    if wandb != "disabled":
+        env.pop("WANDB_DIR")  # W&B files in the run folder, as without WANDB_DIR (which would take them)
     return env
 
 

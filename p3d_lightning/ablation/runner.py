@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from p3d_lightning.ablation.config import AblationConfig, AblationError
-from p3d_lightning.ablation.results import RESULT_FIELDS, as_cells, read_results, record, update_results
+from p3d_lightning.ablation.results import RESULT_FIELDS, read_results, record, update_results
 from p3d_lightning.ablation.table import write_outputs
 
 __all__ = ["run_ablation"]
@@ -75,13 +75,16 @@ def run_ablation(
         return []
     rows = update_results(results_path, order=list(config.runs))
     write_outputs(output, rows, config.name)
-    from p3d_lightning.loggers import log_table_to_wandb
+    from p3d_lightning.wandb_runs import log_table_to_wandb
 
+    figure = output / "accuracy_vs_speed.png"
     log_table_to_wandb(output, project=wandb_project, group=config.name, mode=wandb_mode,
                        name=f"{config.name}-table", job_type="ablation-table", columns=RESULT_FIELDS,
-                       data=[list(as_cells(r).values()) for r in rows],  # the file's cells
-                       images={"accuracy_vs_speed": output / "accuracy_vs_speed.png"},
-                       summary={"results_csv": str(results_path)})
+                       data=[[r.get(k) for k in RESULT_FIELDS] for r in rows],  # numbers as numbers
+                       scatter=("infer_clips_per_s", "video_acc1", "video top-1 vs inference clips/s"),
+                       images={"accuracy_vs_speed": figure}, summary={"results_csv": str(results_path)},
+                       tags=["ablation", config.name], config=_wandb_config(config, output, overrides),
+                       files={p.name: p for p in (results_path, output / "table.md", figure)})
     return rows
 
 
@@ -130,7 +133,8 @@ def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: s
     results row on global rank zero, ``None`` on the other ranks."""
     import pytorch_lightning as pl
 
-    from p3d_lightning.loggers import finish_wandb, log_summary_to_wandb, make_loggers, wandb_dir
+    from p3d_lightning.loggers import experiment_tags, make_loggers
+    from p3d_lightning.wandb_runs import finish_wandb, log_artifact_to_wandb, log_summary_to_wandb, wandb_dir
     from p3d_lightning.runs import RunFolder
     from p3d_lightning.speed.callbacks import InferenceSpeedCallback, ModelStatsCallback, TrainThroughputCallback
 
@@ -142,6 +146,7 @@ def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: s
     loggers = make_loggers(
         save_dir=str(run_dir), name=run.name, group=config.name, project=wandb_project, mode=wandb_mode,
         version=folder.wandb_id() if _is_rank_zero() else None, job_type="train",
+        tags=[*experiment_tags(run.resolved), "ablation", config.name],
         config={"ablation": config.name, "model": run.name, "config_file": str(run.config_file), "cli": run.resolved},
     )
     stats, infer = ModelStatsCallback(), InferenceSpeedCallback(config=config.speed)
@@ -175,6 +180,10 @@ def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: s
     }
     row.update(_speed_columns(run, config, stats.stats.clip_shape[0]))
     log_summary_to_wandb(loggers, record(row), prefix="ablation/")
+    best = Path(trainer.checkpoint_callback.best_model_path or "")  # "" before any validation
+    log_artifact_to_wandb(loggers, f"{config.name}-{run.name}", "model", {"last.ckpt": last, best.name: best},
+                          metadata={"model": run.name, "arch": row["arch"], "video_acc1": row["video_acc1"],
+                                    "train_steps": row["train_steps"], "best": best.name or None})
     finish_wandb()
     return row
 
@@ -240,6 +249,15 @@ def _speed_columns(run: _Run, config: AblationConfig, in_channels: int) -> Dict[
         result = paper_scale_speed(str(run.module.hparams.get("arch", run.name)), in_channels, speed)
         out.update(result.columns("paper_scale"))
     return out
+
+
+def _wandb_config(config: AblationConfig, output: Path, overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """The ablation's own config, as this run applied it, for its W&B table run."""
+    import dataclasses
+
+    return {"ablation": {"name": config.name, "source": str(config.source or ""), "output_dir": str(output),
+                         "runs": {k: str(v) for k, v in config.runs.items()}, "overrides": overrides,
+                         "speed": dataclasses.asdict(config.speed)}}
 
 
 def _check_output_dir(output: Path) -> None:

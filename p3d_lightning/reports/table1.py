@@ -43,7 +43,7 @@ def load_ablation_results(source: PathLike, api: Any = None):
     text = str(source)
     if text.startswith("wandb:"):
         # imported here: loggers pulls in Lightning, which reading a results.csv does not need
-        from p3d_lightning.loggers import wandb_group_rows
+        from p3d_lightning.wandb_runs import wandb_group_rows
 
         rows = wandb_group_rows(text[len("wandb:"):], api)
         where = text

@@ -38,6 +38,7 @@ def _write_config(tmp_path, root, runs=("resnet50", "p3d")):
 
 def test_runner_writes_table_and_resumes_without_retraining(tmp_path, tiny_synthetic_root, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR")  # W&B files in the output folder (WANDB_DIR would take them)
     cfg = load_ablation_config(_write_config(tmp_path, tiny_synthetic_root))
     out = tmp_path / "out"
 

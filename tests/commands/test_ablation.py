@@ -29,6 +29,8 @@ def _ablation_cli(args, tmp_path, wandb="disabled"):
 
     env = dict(os.environ, WANDB_MODE=wandb, WANDB_SILENT="true", WANDB_DIR=str(tmp_path / "wandb_home"),
                PYTHONPATH=os.pathsep.join([str(paths.TESTS), os.environ.get("PYTHONPATH", "")]))
+    if wandb != "disabled":
+        env.pop("WANDB_DIR")  # W&B files in the output folder, as without WANDB_DIR (which would take them)
     return subprocess.run(["p3d-ablation", "--no-progress", *args], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True, timeout=900)
 
