@@ -4,8 +4,9 @@ Summaries (the ablation's ``ablation/*`` row), artifacts (checkpoints, ``results
 runs stage them in their own folder, so ``wandb sync`` uploads them later), the ablation's table
 run (a typed ``wandb.Table``, a native scatter chart, the figure, the results artifact) and an
 ablation's rows read back from its W&B group. Every helper takes the loggers or the run it writes
-to; a disabled run is left alone, and a logging failure is a warning, never the loss of a
-finished run. The logger itself, the mode and the tags are in :mod:`p3d_lightning.loggers`.
+to; a disabled run is left alone, and a summary or artifact that cannot be written is a warning,
+never the loss of a finished run. The logger itself, the mode and the tags are in
+:mod:`p3d_lightning.loggers`.
 """
 
 from __future__ import annotations
@@ -180,7 +181,9 @@ def log_table_to_wandb(save_dir: os.PathLike, *, project: str, group: str, mode:
         with _staging_in_run(run):
             run.log(logged)
         run.summary.update(summary or {})
-        if files:
-            log_artifact(run, name, artifact_type, files)
+        try:
+            log_artifact(run, name, artifact_type, files or {})
+        except Exception as err:  # the table is logged; losing the copy of its files is not fatal
+            print(f"[p3d] warning: could not log the W&B artifact {name}: {err}", file=sys.stderr)
     finally:
         run.finish()
