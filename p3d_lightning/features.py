@@ -259,6 +259,13 @@ class FeatureWriter(BasePredictionWriter):
             "world_size": int(trainer.world_size),
         }
         (out_dir / f"{self.filename}.manifest.json").write_text(json.dumps(manifest, indent=2))
+        # where predict's output went, once (rank zero writes): the run's only product. Through
+        # tqdm, which prints it above the progress bar instead of onto the end of its line.
+        from tqdm import tqdm
+
+        tqdm.write(f"features: {len(ids)} videos ({manifest['num_clips_total']} clips, "
+                   f"{manifest['feature_dim']}-d pool5) -> {path} "
+                   f"(manifest: {out_dir / f'{self.filename}.manifest.json'})")
 
 
 def _failure_summary(agg: Dict[str, torch.Tensor], videos: Any) -> Dict[str, Any]:

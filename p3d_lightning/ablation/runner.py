@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from p3d_lightning.ablation.config import AblationConfig, AblationError
+from p3d_lightning.ablation.progress import AblationProgress, checkpoint_step
 from p3d_lightning.ablation.results import RESULT_FIELDS, read_results, record, update_results
 from p3d_lightning.ablation.table import write_outputs
 
@@ -55,16 +56,24 @@ def run_ablation(
         stop_after: stop after this many newly trained models (used to test resuming).
         progress: show Lightning's progress bars.
     """
+    started = time.monotonic()  # elapsed counts the set-up (datasets opened, synthetic set made) too
     output = Path(output_dir or config.output_dir)
     results_path = output / "results.csv"
     overrides = {**config.overrides, **(extra_overrides or {})}
-    pending = _instantiate(config, _selected(config, models), output, results_path, overrides)
+    names = _selected(config, models)
+    pending = _instantiate(config, names, output, results_path, overrides)
+    tracker = _progress(names, pending, output, started)
+    if _is_rank_zero():
+        print(f"[ablation] {config.name}: {len(pending)} of {len(names)} model(s) to train; outputs in {output}")
     for position, run in enumerate(pending, start=1):
+        if _is_rank_zero():
+            print(tracker.start(run.name))
         row = _fit_and_test(run, config, output, wandb_mode, wandb_project, progress)
         if row is not None:  # global rank zero writes
             rows = update_results(results_path, row)
             write_outputs(output, rows, config.name)
             print(f"[ablation] {run.name}: video top-1 {100 * float(row['video_acc1'] or 0):.1f}% -> {results_path}")
+            print(tracker.finish(run.name, int(row["train_steps"]) - tracker.start_steps.get(run.name, 0)))
         if stop_after is not None and position >= stop_after:
             if row is None:
                 return []
@@ -86,6 +95,17 @@ def run_ablation(
                        tags=["ablation", config.name], config=_wandb_config(config, output, overrides),
                        files={p.name: p for p in (results_path, output / "table.md", figure)})
     return rows
+
+
+def _progress(names: Sequence[str], pending: Sequence[_Run], output: Path, started: float) -> AblationProgress:
+    """The progress lines' state: each pending run's steps left (its ``max_steps`` less what its
+    ``last.ckpt`` holds; unknown without ``max_steps``)."""
+    start = {r.name: checkpoint_step(output / "runs" / r.name / "checkpoints" / "last.ckpt") for r in pending}
+    left: Dict[str, Optional[int]] = {}
+    for run in pending:
+        max_steps = int(run.trainer_kwargs.get("max_steps") or -1)
+        left[run.name] = max(0, max_steps - start[run.name]) if max_steps > 0 else None
+    return AblationProgress(names, left, start, started=started)
 
 
 def _selected(config: AblationConfig, models: Optional[Sequence[str]]) -> List[str]:

@@ -6,15 +6,16 @@ figure divides by 16 (a 16-frame clip costs 16 frames) to put it on the clips/s 
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from p3d_lightning.ablation.curves import ablation_runs, write_training_curves
+from p3d_lightning.ablation.figures import legend_handles, method_name, model_colours, new_figure, save_png, short_title
 from p3d_lightning.ablation.results import atomic_write, format_shape, is_frame_model, parse_shape, to_float
 from p3d_lightning.paper import PAPER_SPEED_NOTE, TABLE1
 
-__all__ = ["plot_accuracy_vs_speed", "write_markdown_table", "write_outputs"]
+__all__ = ["accuracy_vs_speed_figure", "plot_accuracy_vs_speed", "write_markdown_table", "write_outputs"]
 
 
 def _speed(row: Mapping[str, Any], prefix: str) -> str:
@@ -89,48 +90,100 @@ def write_markdown_table(rows: Sequence[Mapping[str, Any]], path: Optional[os.Pa
     return text
 
 
-def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], path: os.PathLike, title: str = "") -> Path:
-    """Accuracy vs clips/s: ours (left; the paper-scale speed where measured, else the trained
-    net's) and the paper's Table 1 (right), saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_ours, ax_paper) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for row in rows:
-        speed = to_float(row.get("paper_scale_clips_per_s")) or to_float(row.get("infer_clips_per_s"))
+def _our_point(row: Mapping[str, Any]) -> Optional[Tuple[float, float, str, str]]:
+    """``(clips/s, video top-1 %, input, "paper_scale" | "infer")`` of one row: the paper-scale
+    speed where measured, else the trained net's; ``None`` when speed or accuracy is missing."""
+    acc = to_float(row.get("video_acc1"))
+    for prefix in ("paper_scale", "infer"):
         if is_frame_model(row):  # a 16-frame clip costs 16 frames for the frame-level baseline
-            fps = to_float(row.get("paper_scale_frames_per_s")) or to_float(row.get("infer_frames_per_s"))
+            fps = to_float(row.get(f"{prefix}_frames_per_s"))
             speed = fps / 16 if fps else None
-        acc = to_float(row.get("video_acc1"))
-        if speed is None or acc is None:
-            continue
-        ax_ours.scatter(speed, 100 * acc, s=60)
-        ax_ours.annotate(row["model"], (speed, 100 * acc), textcoords="offset points", xytext=(5, 4))
-    speed_kind = "paper-scale" if rows and to_float(rows[0].get("paper_scale_clips_per_s")) else "trained"
-    ax_ours.set_xlabel(f"clips/s ({speed_kind} net; ResNet-50: frames/s / 16)")
+        else:
+            speed = to_float(row.get(f"{prefix}_clips_per_s"))
+        if speed and acc is not None:
+            shape = parse_shape(row.get("paper_scale_shape" if prefix == "paper_scale" else "clip_shape"))
+            return speed, 100 * acc, format_shape(shape) if shape else "", prefix
+    return None
+
+
+def _common_setting(measured: Sequence[Tuple[Mapping[str, Any], str]]) -> str:
+    """Device, precision and batch of the speeds drawn (each row's own: paper-scale or trained),
+    those that every row shares; a setting the rows differ in is left out."""
+    parts = []
+    for label, key in (("", "device"), ("", "precision"), ("batch ", "batch_size")):
+        values = {str(row.get("infer_device" if key == "device" else f"{prefix}_{key}") or "").strip()
+                  for row, prefix in measured}
+        if len(values) == 1 and "" not in values:
+            parts.append(f"{label}{values.pop()}")
+    return ", ".join(parts)
+
+
+def accuracy_vs_speed_figure(rows: Sequence[Mapping[str, Any]], title: str = "", figure: Any = None,
+                             colours: Optional[Mapping[str, str]] = None):
+    """Accuracy vs clips/s: ours (left) beside the paper's Table 1 (right). Returns the figure.
+
+    One colour per method in both panels (:func:`~p3d_lightning.ablation.figures.model_colours`),
+    named as the paper names it in a legend under the panels, with each of our rows' own input
+    (``CxTxHxW``). Ours uses the paper-scale speed where it was measured, else the trained
+    network's; the frame-level ResNet-50's frames/s are divided by 16. Draws into ``figure``
+    when given (a notebook's ``plt.figure()``), else into a new figure without pyplot.
+    """
+    fig = new_figure((11, 4.8), figure)
+    ax_ours, ax_paper = fig.subplots(1, 2)
+    colours = {**model_colours(str(r["model"]) for r in rows), **(colours or {})}
+    labels: Dict[str, str] = {}
+    measured = [(r, _our_point(r)) for r in rows]
+    measured = [(r, p) for r, p in measured if p is not None]
+    points = [(str(r["model"]), p) for r, p in measured]
+    for model, (speed, acc, shape, _) in points:
+        ax_ours.scatter(speed, acc, s=70, color=colours[model], edgecolors="black", linewidths=0.5, zorder=3,
+                        gid=model)
+        labels[model] = f"{method_name(model)} (ours: input {shape})" if shape else method_name(model)
+    kinds = {p[3] for _, p in points}
+    if kinds == {"paper_scale"}:
+        kind = "paper-scale net"
+    elif "paper_scale" in kinds:
+        kind = "paper-scale net where measured, else trained net"
+    else:
+        kind = "trained net"
+    speeds = [p[0] for _, p in points]
+    if speeds and max(speeds) / min(speeds) > 10:  # CPU speeds of tiny nets span decades
+        ax_ours.set_xscale("log")
+    if not points:
+        ax_ours.text(0.5, 0.5, "no model measured yet", ha="center", va="center", transform=ax_ours.transAxes)
+    ax_ours.set_xlabel(f"clips/s ({kind}; ResNet-50: frames/s / 16)")
     ax_ours.set_ylabel("video top-1 (%)")
-    ax_ours.set_title(f"Ours: {title}" if title else "Ours")
-    ax_ours.grid(alpha=0.3)
+    setting = _common_setting([(r, p[3]) for r, p in measured])
+    name = short_title(title)
+    ax_ours.set_title(f"Ours{': ' + name if name else ''}" + (f"\n{setting}" if setting else ""), fontsize=10)
     for model, paper in TABLE1.items():
         speed = paper.speed / 16 if paper.speed_unit == "frame/s" else paper.speed
-        ax_paper.scatter(speed, paper.top1, s=60, marker="s")
-        ax_paper.annotate(model, (speed, paper.top1), textcoords="offset points", xytext=(5, 4))
+        ax_paper.scatter(speed, paper.top1, s=70, marker="s", color=colours[model], edgecolors="black",
+                         linewidths=0.5, zorder=3, gid=model)
+        labels.setdefault(model, method_name(model))
     ax_paper.set_xlabel("clips/s (ResNet-50: frames/s / 16)")
     ax_paper.set_ylabel("top-1 (%)")
-    ax_paper.set_title("Paper's Table 1 (UCF101 split 1)")
-    ax_paper.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
-    return path
+    ax_paper.set_title("Paper's Table 1 (UCF101 split 1, one 2017 GPU)", fontsize=10)
+    for ax in (ax_ours, ax_paper):
+        ax.margins(0.12)  # no point on the frame
+        ax.grid(alpha=0.3)
+    order = [m for m in TABLE1 if m in labels] + [m for m in labels if m not in TABLE1]
+    fig.legend(handles=legend_handles(colours, {m: labels[m] for m in order}), loc="outside lower center",
+               ncol=min(3, len(order)), fontsize=8, frameon=False)
+    return fig
+
+
+def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], path: os.PathLike, title: str = "",
+                           colours: Optional[Mapping[str, str]] = None) -> Path:
+    """:func:`accuracy_vs_speed_figure` written as PNG to ``path``."""
+    return save_png(accuracy_vs_speed_figure(rows, title=title, colours=colours), path)
 
 
 def write_outputs(output: Path, rows: Sequence[Dict[str, Any]], title: str) -> None:
-    """``table.md`` and ``accuracy_vs_speed.png`` in ``output``, from the rows so far."""
+    """``table.md``, ``accuracy_vs_speed.png`` and ``training_curves.png`` (every run under
+    ``output/runs`` so far, from its CSV log) in ``output``, in the same colours."""
     write_markdown_table(rows, output / "table.md")
-    plot_accuracy_vs_speed(rows, output / "accuracy_vs_speed.png", title=title)
+    runs = ablation_runs(output)
+    colours = model_colours([*(str(r["model"]) for r in rows), *runs])
+    plot_accuracy_vs_speed(rows, output / "accuracy_vs_speed.png", title=title, colours=colours)
+    write_training_curves(runs, output / "training_curves.png", title=title, colours=colours)

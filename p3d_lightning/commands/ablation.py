@@ -10,7 +10,8 @@ Usage::
 The config format is :mod:`p3d_lightning.ablation.config`'s. What it writes in the output
 folder, as each run finishes (so an interrupted ablation loses nothing): ``results.csv`` (one
 row per model, replaced atomically), ``table.md`` (ours beside the paper's numbers, clearly
-labelled), ``accuracy_vs_speed.png``, and per model ``runs/<model>/`` with checkpoints
+labelled), ``accuracy_vs_speed.png``, ``training_curves.png`` (loss, val accuracy, lr per model,
+from the CSV logs), and per model ``runs/<model>/`` with checkpoints
 (``last.ckpt``), CSV logs and the W&B run. Re-running skips models already in ``results.csv``
 and resumes an unfinished one from its ``last.ckpt``.
 """
@@ -26,6 +27,7 @@ from p3d_lightning.ablation import (DEFAULT_CONFIG, QUICK_OVERRIDES, AblationErr
 from p3d_lightning.experiment import parse_overrides
 from p3d_lightning.loggers import own_wandb_service
 from p3d_lightning.precision import PrecisionUnsupportedError
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Console entry point ``p3d-ablation``: run (or finish) the ablation, print the table."""
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     args = build_parser().parse_args(argv)
     own_wandb_service()
     try:
@@ -75,6 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"results CSV : {output / 'results.csv'}")
     print(f"table       : {output / 'table.md'}")
     print(f"plot        : {output / 'accuracy_vs_speed.png'}")
+    print(f"curves      : {output / 'training_curves.png'}")
     print(f"W&B runs    : {output / 'runs'}/<model>/wandb  (offline runs: `wandb sync <run dir>`)")
     return 0
 

@@ -30,6 +30,7 @@ from p3d_lightning.speed.inference import (DEFAULT_CPU_SETTINGS, DEFAULT_CPU_SET
 from p3d_lightning.speed.numerics import check_fast_path_on_data
 from p3d_lightning.speed.pipeline import measure_data_pipeline, workers_needed
 from p3d_lightning.speed.training import SYNTHETIC_TRAIN_CFG, TrainSetting, run_training_benchmark
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def _parse_shape(text: str) -> Tuple[int, ...]:
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``p3d-bench``: parse, pick the mode, measure, print the table, write the files."""
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.malloc == "tuned" and not args.quick:

@@ -14,6 +14,7 @@ from p3d_lightning.data.bench_decode import (THREAD_TYPES, TRAIN_SIZE, bench_pre
                                              cores_needed, generated_videos)
 from p3d_lightning.data.encode import transcode_video
 from p3d_lightning.data.prep import DEFAULT_QUALITY, PrepSettings
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def _seek_table(videos: Sequence[str], a) -> None:
@@ -32,6 +33,7 @@ def _seek_table(videos: Sequence[str], a) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Run the benchmark and print Markdown tables."""
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     ap = argparse.ArgumentParser(prog="p3d-bench-decode", description=bench_decode.__doc__.split("\n\n")[0])
     ap.add_argument("--videos", nargs="*", default=None, help="benchmark these files instead of generated ones")
     ap.add_argument("--num-clips", type=int, default=100, help="random clips per video")

@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 from p3d_lightning.data import flow
 from p3d_lightning.data.annotations import DATASETS, load_annotations
 from p3d_lightning.data.flow import FAILURES_FILENAME, FLOW_METHODS, default_flow_root, extract_flow
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def _parse_resize(values: Optional[List[int]]) -> Union[None, int, Tuple[int, int]]:
@@ -24,6 +25,7 @@ def _parse_resize(values: Optional[List[int]]) -> Union[None, int, Tuple[int, in
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``p3d-flow ROOT``: TV-L1 (or Farneback) flow of a dataset's videos as x/y JPEG frames."""
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     ap = argparse.ArgumentParser(prog="p3d-flow", description=flow.__doc__.split("\n\n")[0])
     ap.add_argument("root", help="dataset root (the folder holding the class folders)")
     ap.add_argument("--dataset", choices=DATASETS, default="folder",

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from p3d_lightning.data import prep
 from p3d_lightning.data.prep import DEFAULT_QUALITY, PrepSettings, prepare_tree
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def _gb_per_hour(nbytes: int, hours: float) -> str:
@@ -17,6 +18,7 @@ def _gb_per_hour(nbytes: int, hours: float) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Prepare a dataset tree; print bad sources, mismatches and the disk cost per hour."""
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     ap = argparse.ArgumentParser(prog="p3d-prep", description=prep.__doc__.split("\n\n")[0])
     ap.add_argument("src", help="dataset root to read (the folder holding the class folders)")
     ap.add_argument("dst", help="where to write the prepared tree (same relative paths)")

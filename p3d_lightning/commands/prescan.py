@@ -25,10 +25,12 @@ from typing import Optional, Sequence
 from p3d_lightning.data.annotations import DATASETS, load_annotations
 from p3d_lightning.data.prescan import all_videos, prescan
 from p3d_lightning.data.quarantine import QUARANTINE_FILENAME, write_quarantine
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Scan a dataset (or every video file under root) and write the quarantine list."""
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     ap = argparse.ArgumentParser(prog="p3d-prescan", description=__doc__.split("\n\n")[0])
     ap.add_argument("root", help="dataset root (the folder holding the class folders)")
     ap.add_argument("--dataset", choices=DATASETS, default=None,

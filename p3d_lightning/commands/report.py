@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 from p3d_lightning.experiment import parse_overrides
 from p3d_lightning.reports import clip_predictions_from_checkpoint, load_clip_predictions, protocol_metrics
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``p3d-report clip-predictions --config X.yaml --ckpt Y.ckpt --out Z.pt``: save the per-clip
     test scores that ``03_table2_protocol.ipynb`` reads."""
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -11,10 +11,12 @@ from typing import Optional, Sequence
 
 from p3d_lightning.data import synthetic
 from p3d_lightning.data.synthetic import PAIRS, generate_synthetic_dataset
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """``p3d-synth``: generate the synthetic motion dataset."""
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     ap = argparse.ArgumentParser(prog="p3d-synth", description=synthetic.__doc__.split("\n\n")[0])
     ap.add_argument("root", help="output folder (UCF101 layout)")
     ap.add_argument("--num-pairs", type=int, default=4, help=f"class pairs, 1..{len(PAIRS)} (default 4 = 8 classes)")

@@ -8,10 +8,12 @@ from typing import Optional, Sequence
 
 from p3d_lightning import two_stream
 from p3d_lightning.two_stream import format_report, two_stream_report
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``p3d-two-stream``: fuse an RGB and a flow ``p3d predict`` output, print video top-1 of each."""
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     ap = argparse.ArgumentParser(prog="p3d-two-stream", description=two_stream.__doc__.split("\n\n")[0])
     ap.add_argument("--rgb", required=True, help="features file of the RGB run (p3d predict output)")
     ap.add_argument("--flow", required=True, help="features file of the flow run")

@@ -41,6 +41,7 @@ from p3d_lightning.reports.table1 import (
     load_ablation_results,
     plot_accuracy_vs_speed,
     plot_table1_accuracy,
+    plot_training_curves,
     speed_setting,
     table1,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "table1",
     "plot_table1_accuracy",
     "plot_accuracy_vs_speed",
+    "plot_training_curves",
     "count_layers",
     "zoo_table",
     "paper_accuracy",

@@ -2,7 +2,8 @@
 
 :func:`load_ablation_results` reads the runner's ``results.csv`` (or the runs of its W&B
 group), :func:`table1` puts our numbers beside the paper's, :func:`plot_table1_accuracy` and
-:func:`plot_accuracy_vs_speed` draw them.
+:func:`plot_accuracy_vs_speed` draw them (the latter is the runner's own figure, drawn live),
+:func:`plot_training_curves` the runs' curves from their CSV logs.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import numpy as np
 
 from p3d_lightning.ablation import RESULT_FIELDS, is_frame_model, read_results
 from p3d_lightning.ablation import to_float as _num
+from p3d_lightning.ablation.curves import ablation_runs, training_curves_figure
+from p3d_lightning.ablation.table import accuracy_vs_speed_figure
 from p3d_lightning.paper import PAPER_SPEED_NOTE, TABLE1
 from p3d_lightning.reports.common import PathLike, new_ax
 
-__all__ = ["load_ablation_results", "speed_setting", "table1", "plot_table1_accuracy", "plot_accuracy_vs_speed"]
+__all__ = ["load_ablation_results", "speed_setting", "table1", "plot_table1_accuracy", "plot_accuracy_vs_speed",
+           "plot_training_curves"]
 
 
 def _pct(value: Any) -> Optional[float]:
@@ -138,6 +142,7 @@ def table1(results) -> "Any":
     for col in frame.columns:  # missing numbers as NaN, not None
         if col not in ("method", "model", "speed unit", "speed settings", "paper-scale settings", "paper: speed unit"):
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame.attrs["rows"] = rows  # the runner's rows, which plot_accuracy_vs_speed draws
     frame.attrs["paper_note"] = (
         f"paper: Table 1 of Qiu et al. (ICCV 2017), UCF101 split 1; {PAPER_SPEED_NOTE}"
     )
@@ -166,39 +171,41 @@ def plot_table1_accuracy(table, ax: Any = None, title: str = ""):
     return fig
 
 
-def plot_accuracy_vs_speed(table, title: str = ""):
-    """Accuracy vs clips/s: ours (left) and the paper's Table 1 (right). Returns the figure.
+def _table_rows(table) -> list:
+    """The runner's rows behind ``table`` (kept by :func:`table1`), or ``table``'s own when it is
+    :func:`load_ablation_results`' frame or a list of its rows."""
+    rows = getattr(table, "attrs", {}).get("rows")
+    if rows is None:
+        rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
+        if rows and "video_acc1" not in rows[0]:
+            raise ValueError("expected the table of table1() or the results of load_ablation_results()")
+    return list(rows)
 
-    The frame-level ResNet-50's frames/s are divided by 16 (a 16-frame clip costs 16 frames),
-    as for the paper's points. Ours uses the paper-scale speed when it was measured, else the
-    trained network's.
+
+def plot_accuracy_vs_speed(table, title: str = ""):
+    """Accuracy vs clips/s, ours (left) beside the paper's Table 1 (right), as a live figure.
+
+    ``table`` is the output of :func:`table1` (or :func:`load_ablation_results`). The runner's
+    figure (:func:`p3d_lightning.ablation.table.accuracy_vs_speed_figure`) drawn into a pyplot
+    figure, so a notebook shows it inline. Returns the figure.
     """
     import matplotlib.pyplot as plt
 
-    fig, (ax_ours, ax_paper) = plt.subplots(1, 2, figsize=(11, 4))
-    paper_scale = table["paper-scale speed"].notna().any()
-    key = "paper-scale speed" if paper_scale else "speed"
-    for _, row in table.iterrows():
-        speed, acc = _num(row[key]), _num(row["video top-1 (%)"])
-        if speed is None or acc is None:
-            continue
-        if row["speed unit"] == "frame/s":
-            speed /= 16
-        ax_ours.scatter(speed, acc, s=60)
-        ax_ours.annotate(row["method"], (speed, acc), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    settings = table["paper-scale settings" if paper_scale else "speed settings"].iloc[0] if len(table) else ""
-    ax_ours.set_xlabel(f"clips/s ({'paper-scale' if paper_scale else 'trained'} net; ResNet-50: frames/s / 16)")
-    ax_ours.set_ylabel("video top-1 (%)")
-    ax_ours.set_title(f"ours{': ' + title if title else ''}\n{settings}", fontsize=9)
-    ax_ours.grid(alpha=0.3)
-    for model, paper in TABLE1.items():
-        speed = paper.speed / 16 if paper.speed_unit == "frame/s" else paper.speed
-        ax_paper.scatter(speed, paper.top1, s=60, marker="s")
-        ax_paper.annotate(paper.method, (speed, paper.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax_paper.set_xlabel("clips/s (ResNet-50: frames/s / 16)")
-    ax_paper.set_ylabel("top-1 (%)")
-    ax_paper.set_title("paper: Table 1 (UCF101 split 1, 2017 GPU)", fontsize=9)
-    ax_paper.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return accuracy_vs_speed_figure(_table_rows(table), title=title, figure=plt.figure())
 
+
+def plot_training_curves(source: PathLike, title: str = ""):
+    """Loss, val video top-1 and learning rate against step of every run of an ablation,
+    overlaid in the scatter's colours, from the runs' CSV logs, as a live figure.
+
+    ``source`` is the ablation's output folder (or its ``results.csv``). Raises
+    ``FileNotFoundError`` naming the folder when no run has a log there. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    folder = Path(source)
+    folder = folder.parent if folder.is_file() else folder
+    runs = ablation_runs(folder)
+    if not runs:
+        raise FileNotFoundError(f"no training logs under {folder / 'runs'}: run `p3d-ablation --output {folder}` first")
+    return training_curves_figure(runs, title=title, figure=plt.figure())

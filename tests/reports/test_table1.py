@@ -126,3 +126,44 @@ def test_table1_plots(results_dir):
     assert len(fig.axes) == 2
     assert len(fig.axes[0].collections) == 2  # our two points
     assert len(fig.axes[1].collections) == len(TABLE1)  # the paper's five
+
+
+def test_accuracy_vs_speed_is_the_runners_figure_drawn_live(results_dir):
+    import matplotlib.pyplot as plt
+
+    from p3d_lightning.ablation.table import accuracy_vs_speed_figure
+
+    results = reports.load_ablation_results(results_dir)
+    t1 = reports.table1(results)
+    before = set(plt.get_fignums())
+    fig = reports.plot_accuracy_vs_speed(t1.drop(columns=["speed settings"]), title=str(results_dir))
+    assert set(plt.get_fignums()) - before == {fig.number}  # a pyplot figure: a notebook shows it inline
+    runner = accuracy_vs_speed_figure(t1.attrs["rows"], title=str(results_dir))
+    for ours, theirs in zip(fig.axes, runner.axes):  # the same drawing as the runner's PNG
+        assert [(c.get_gid(), tuple(c.get_facecolor()[0])) for c in ours.collections] == \
+            [(c.get_gid(), tuple(c.get_facecolor()[0])) for c in theirs.collections]
+        assert ours.get_title() == theirs.get_title() and str(results_dir) not in ours.get_title()
+    assert [c.get_gid() for c in reports.plot_accuracy_vs_speed(results).axes[0].collections] == ["resnet50", "p3d"]
+    with pytest.raises(ValueError, match="table1"):
+        reports.plot_accuracy_vs_speed([{"method": "x"}])
+    plt.close("all")
+
+
+def test_plot_training_curves_from_the_ablation_folder(results_dir):
+    import matplotlib.pyplot as plt
+
+    from tests.ablation.test_curves import ablation_output
+
+    with pytest.raises(FileNotFoundError, match="no training logs"):
+        reports.plot_training_curves(results_dir)
+    ablation_output(results_dir, models=("resnet50", "p3d"))
+    fig = reports.plot_training_curves(results_dir / "results.csv", title="tiny")
+    assert fig.number in plt.get_fignums()
+    acc = fig.axes[1]
+    assert [line.get_gid() for line in acc.get_lines()] == ["resnet50", "p3d"]
+    scatter = reports.plot_accuracy_vs_speed(reports.table1(reports.load_ablation_results(results_dir)))
+    colours = {c.get_gid(): tuple(c.get_facecolor()[0][:3]) for c in scatter.axes[0].collections}
+    from matplotlib.colors import to_rgb
+
+    assert {line.get_gid(): to_rgb(line.get_color()) for line in acc.get_lines()} == colours
+    plt.close("all")
