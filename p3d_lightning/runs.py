@@ -98,7 +98,9 @@ class RunFolder:
         """The W&B run id of this run's ``fit`` (created once, kept in ``run.json``)."""
         info = self.info()
         if not info.get("wandb_id"):
-            info = self.write_info(wandb_id=f"{_slug(self.name)[:40]}-{secrets.token_hex(4)}")
+            # named after the experiment; the ablation's <output>/runs/<model>/ folders after the model
+            label = self.name if _VERSION_RE.match(self.version) else self.version
+            info = self.write_info(wandb_id=f"{_slug(label)[:40]}-{secrets.token_hex(4)}")
         return str(info["wandb_id"])
 
     def log_version(self, command: str) -> str:
