@@ -165,7 +165,7 @@ def test_01_table1_ablation(tiny_results, kernel_env, monkeypatch):
     for row in read_results(tiny_results["ablation"] / "results.csv"):
         assert row["arch"] in text and row["finished_at"] in text
     assert "P3D ResNet" in text and "paper: top-1 (%)" in text
-    assert _images(nb) == 2
+    assert _images(nb) == 3  # accuracy bars, accuracy vs speed, training curves
 
 
 def test_02_model_zoo(kernel_env, monkeypatch):
