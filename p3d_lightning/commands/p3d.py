@@ -14,10 +14,11 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from p3d_lightning.experiment import ConfigError, P3DLightningCLI
+from p3d_lightning.experiment import ConfigError, P3DLightningCLI, check_config_files
 from p3d_lightning.loggers import own_wandb_service
 from p3d_lightning.models.weights import CheckpointError
 from p3d_lightning.precision import PrecisionUnsupportedError
+from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 
 def main(args: Optional[Sequence[str]] = None) -> None:
@@ -25,8 +26,10 @@ def main(args: Optional[Sequence[str]] = None) -> None:
 
     A missing or unreadable checkpoint exits with status 2 and a message naming the file.
     """
+    filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
     own_wandb_service()
     try:
+        check_config_files(list(args) if args is not None else sys.argv[1:])
         P3DLightningCLI(args=list(args) if args is not None else None)
     except (CheckpointError, ConfigError, PrecisionUnsupportedError) as err:
         print(f"p3d: error: {err}", file=sys.stderr)
