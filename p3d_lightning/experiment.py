@@ -50,7 +50,7 @@ from p3d_lightning.resume import LastCheckpoint, make_resumable
 from p3d_lightning.runs import RunFolder, check_checkpoint, choose_run, point_into_run
 
 __all__ = [
-    "CHECKPOINT_DEFAULTS", "ConfigError", "P3DLightningCLI", "check_clip_fits", "check_config_files", "read_config", "apply_overrides", "instantiate_from_config", "load_experiment",
+    "CHECKPOINT_DEFAULTS", "ConfigError", "P3DLightningCLI", "check_clip_fits", "check_config_files", "parse_dotted_args", "read_config", "apply_overrides", "instantiate_from_config", "load_experiment",
     "load_run", "parse_overrides",
 ]
 
@@ -236,6 +236,28 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         out[key] = yaml.safe_load(value)
+    return out
+
+
+def parse_dotted_args(tokens: Sequence[str]) -> Dict[str, Any]:
+    """``["--data.root", "/x", "--trainer.max_steps=10"]`` -> ``{"data.root": "/x", "trainer.max_steps": 10}``:
+    ``p3d``'s override style for tools that take overrides for every run (values parsed as YAML).
+    Raises ``ValueError`` naming the first token that is not ``--<section>.<key> [VALUE]``."""
+    out: Dict[str, Any] = {}
+    tokens = list(tokens)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        key, eq, value = token[2:].partition("=")
+        if not token.startswith("--") or "." not in key or not all(key.split(".")):
+            raise ValueError(f"unrecognized argument {token!r}; overrides are written --<section>.<key> VALUE "
+                             f"(e.g. --data.root /data/UCF-101)")
+        if not eq:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                raise ValueError(f"{token} expects a value")
+            value, i = tokens[i + 1], i + 1
+        out[key] = yaml.safe_load(value)
+        i += 1
     return out
 
 

@@ -173,6 +173,10 @@ class WandbLogger(_LightningWandbLogger):
             config=config,
             **kwargs,
         )
+        if self._wandb_init.get("anonymous") is None:
+            # Lightning always passes anonymous=None, which wandb >= 0.19 answers with a warning on
+            # every run ("The anonymous setting has no effect"); unset means the same, silently
+            self._wandb_init.pop("anonymous", None)
 
     #: After a ``kill -9`` the killed process's W&B service can hold the run id for a few
     #: seconds ("run ID ... is in use"); a resume started at once waits for it this long.

@@ -177,7 +177,7 @@ def log_table_to_wandb(save_dir: os.PathLike, *, project: str, group: str, mode:
         if scatter is not None:
             x, y, title = scatter
             logged[f"{y}_vs_{x}"] = wandb.plot.scatter(table, x, y, title=title)
-        logged.update({key: wandb.Image(str(path)) for key, path in (images or {}).items()})
+        logged.update({key: wandb.Image(str(path)) for key, path in (images or {}).items() if os.path.isfile(path)})
         with _staging_in_run(run):
             run.log(logged)
         run.summary.update(summary or {})

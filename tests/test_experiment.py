@@ -3,7 +3,7 @@ default precision, dotted overrides, class_path sections) as ``p3d`` and the abl
 
 import pytest
 
-from p3d_lightning.experiment import apply_overrides, instantiate_from_config, read_config
+from p3d_lightning.experiment import apply_overrides, instantiate_from_config, parse_dotted_args, read_config
 from p3d_lightning.module import default_precision
 from paths import EXPERIMENTS
 
@@ -34,3 +34,12 @@ def test_instantiate_from_config_applies_dotted_overrides():
         str(path), overrides={"trainer.max_steps": 7, "data.batch_size": 3, "model.lr": 0.5})
     assert trainer_kwargs["max_steps"] == 7 and dm.batch_size == 3 and model.hparams.lr == 0.5
     assert apply_overrides({"a": 1}, {"b.c": 2}) == {"a": 1, "b": {"c": 2}}
+
+
+def test_dotted_arguments_are_overrides_like_p3ds_options():
+    assert parse_dotted_args(["--data.root", "/x", "--trainer.max_steps=10", "--data.resize", "[40, 52]",
+                              "--model.lr", "-0.5"]) == {
+        "data.root": "/x", "trainer.max_steps": 10, "data.resize": [40, 52], "model.lr": -0.5}
+    for bad, match in ((["--root", "x"], "--root"), (["--data.root"], "expects a value"), (["x"], "'x'")):
+        with pytest.raises(ValueError, match=match):
+            parse_dotted_args(bad)

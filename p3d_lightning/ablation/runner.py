@@ -91,7 +91,8 @@ def run_ablation(
                        name=f"{config.name}-table", job_type="ablation-table", columns=RESULT_FIELDS,
                        data=[[r.get(k) for k in RESULT_FIELDS] for r in rows],  # numbers as numbers
                        scatter=("infer_clips_per_s", "video_acc1", "video top-1 vs inference clips/s"),
-                       images={"accuracy_vs_speed": figure}, summary={"results_csv": str(results_path)},
+                       images={"accuracy_vs_speed": figure, "training_curves": output / "training_curves.png"},
+                       summary={"results_csv": str(results_path)},
                        tags=["ablation", config.name], config=_wandb_config(config, output, overrides),
                        files={p.name: p for p in (results_path, output / "table.md", figure)})
     return rows

@@ -5,7 +5,7 @@ Usage::
 
     p3d-ablation                                   # synthetic motion set, the main job
     p3d-ablation --config experiments/ablation_ucf101.yaml --models p3d_a p3d
-    p3d-ablation --output runs/my_ablation --set data.root=/data/UCF101
+    p3d-ablation --output runs/my_ablation --data.root /data/UCF-101     # any run option, as p3d takes it
 
 The config format is :mod:`p3d_lightning.ablation.config`'s. What it writes in the output
 folder, as each run finishes (so an interrupted ablation loses nothing): ``results.csv`` (one
@@ -18,13 +18,14 @@ and resumes an unfinished one from its ``last.ckpt``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from p3d_lightning.ablation import (DEFAULT_CONFIG, QUICK_OVERRIDES, AblationError, load_ablation_config,
                                     quick_config, run_ablation, write_markdown_table)
-from p3d_lightning.experiment import parse_overrides
+from p3d_lightning.experiment import parse_dotted_args, parse_overrides
 from p3d_lightning.loggers import own_wandb_service
 from p3d_lightning.precision import PrecisionUnsupportedError
 from p3d_lightning.upstream_warnings import filter_upstream_warnings
@@ -32,7 +33,10 @@ from p3d_lightning.upstream_warnings import filter_upstream_warnings
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``p3d-ablation`` options."""
-    parser = argparse.ArgumentParser(prog="p3d-ablation", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="p3d-ablation", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+        epilog="Any other option --<section>.<key> VALUE overrides every run's config as p3d's options do "
+               "(e.g. --data.root /data/UCF-101 --trainer.devices 4); --set KEY=VALUE is the same.")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="ablation YAML (default: the synthetic one)")
     parser.add_argument("--models", nargs="+", help="subset of the config's runs, in order")
     parser.add_argument("--output", help="output folder (default: the config's output_dir)")
@@ -50,14 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Console entry point ``p3d-ablation``: run (or finish) the ablation, print the table."""
     filter_upstream_warnings()  # known-harmless upstream noise, by message (not ours)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, dotted = parser.parse_known_args(argv)
+    try:
+        extra = {**parse_overrides(args.set), **parse_dotted_args(dotted)}
+    except ValueError as err:
+        parser.error(str(err))
     own_wandb_service()
     try:
         config = load_ablation_config(args.config)
-        try:
-            extra = parse_overrides(args.set)
-        except ValueError as err:
-            raise AblationError(str(err)) from err
         if args.quick:
             config = quick_config(config)
         rows = run_ablation(
@@ -79,7 +84,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"table       : {output / 'table.md'}")
     print(f"plot        : {output / 'accuracy_vs_speed.png'}")
     print(f"curves      : {output / 'training_curves.png'}")
-    print(f"W&B runs    : {output / 'runs'}/<model>/wandb  (offline runs: `wandb sync <run dir>`)")
+    wandb_dirs = (f"{os.environ['WANDB_DIR']}/wandb" if os.environ.get("WANDB_DIR")
+                  else f"{output / 'wandb'} {output / 'runs'}/*/wandb")
+    print(f"W&B runs    : {wandb_dirs}  (offline: `wandb sync {wandb_dirs}`)")
     return 0
 
 

@@ -40,12 +40,14 @@ def test_mistake_exits_at_parse_time_naming_the_option(tmp_path, args, names):
     assert not (tmp_path / "no_data_here").exists()
 
 
-def test_ablation_config_mistake_is_one_line_under_its_own_name(tmp_path):
+@pytest.mark.parametrize("override", [["--set", "model.arch=p3d_x"], ["--model.arch", "p3d_x"]],
+                         ids=["set", "dotted"])
+def test_ablation_config_mistake_is_one_line_under_its_own_name(tmp_path, override):
     """A bad override reaches p3d-ablation as one line naming the run config and the option,
     not as the p3d parser's usage printed under the name p3d-ablation."""
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, "-m", "p3d_lightning.commands.ablation", "--wandb", "disabled",
-                           "--output", str(tmp_path / "abl"), "--models", "p3d_a", "--set", "model.arch=p3d_x"],
+                           "--output", str(tmp_path / "abl"), "--models", "p3d_a", *override],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
