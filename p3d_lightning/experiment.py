@@ -48,6 +48,7 @@ from p3d_lightning.module import P3DClassifier
 from p3d_lightning.precision import check_training_precision, default_precision
 from p3d_lightning.resume import LastCheckpoint, make_resumable
 from p3d_lightning.runs import RunFolder, check_checkpoint, choose_run, point_into_run
+from p3d_lightning.yamlfile import read_yaml_mapping
 
 __all__ = [
     "CHECKPOINT_DEFAULTS", "ConfigError", "P3DLightningCLI", "check_clip_fits", "check_config_files", "parse_dotted_args", "read_config", "apply_overrides", "instantiate_from_config", "load_experiment",
@@ -275,14 +276,7 @@ def read_config(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     jsonargparse would replace the base's whole section with it, silently dropping its settings.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a YAML mapping with model/data/trainer sections")
+    raw = read_yaml_mapping(path, ConfigError, "experiment config")
     bases = raw.pop("config", None)
     if bases is None:
         return raw

@@ -287,17 +287,8 @@ def make_loggers(
     if csv:
         loggers.append(CSVLogger(save_dir=save_dir, name=name))
     loggers.append(
-        WandbLogger(
-            project=project,
-            name=name,
-            group=group,
-            save_dir=save_dir,
-            mode=mode,
-            config=config,
-            tags=list(tags) if tags else None,
-            version=version,
-            job_type=job_type,
-        )
+        WandbLogger(project=project, name=name, group=group, save_dir=save_dir, mode=mode, config=config,
+                    tags=list(tags) if tags else None, version=version, job_type=job_type)
     )
     return loggers
 

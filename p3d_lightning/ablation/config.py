@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
-import yaml
-
 from p3d_lightning.speed.config import SpeedConfig
+from p3d_lightning.yamlfile import read_yaml_mapping
 
 __all__ = ["AblationConfig", "AblationError", "DEFAULT_CONFIG", "QUICK_OVERRIDES", "load_ablation_config",
            "quick_config"]
@@ -71,13 +70,8 @@ class AblationConfig:
 def load_ablation_config(path: os.PathLike) -> AblationConfig:
     """Read an ablation YAML; run configs are resolved relative to the YAML's folder."""
     path = Path(path)
-    if not path.is_file():
-        raise AblationError(f"ablation config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise AblationError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(raw, dict) or not isinstance(raw.get("runs"), dict) or not raw["runs"]:
+    raw = read_yaml_mapping(path, AblationError, "ablation config")
+    if not isinstance(raw.get("runs"), dict) or not raw["runs"]:
         raise AblationError(f"{path}: expected a mapping with a non-empty 'runs: {{model: config.yaml}}'")
     unknown = set(raw) - set(_KEYS)
     if unknown:
