@@ -26,6 +26,7 @@ def _tiny_args(root, tmp):
 
 def test_fit_test_predict_round_trip(tiny_synthetic_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANDB_DIR", raising=False)  # W&B files in the run folder, as without the harness
     args = _tiny_args(tiny_synthetic_root, tmp_path)
     main(["fit", *args, "--trainer.max_steps", "2", "--trainer.check_val_every_n_epoch", "1"])
     assert os.path.isfile(tmp_path / "ckpt" / "last.ckpt")
@@ -48,6 +49,7 @@ def test_fit_test_predict_round_trip(tiny_synthetic_root, tmp_path, monkeypatch)
 
 def test_second_fit_gets_its_own_run_folder_and_defaults_point_inside_it(tiny_synthetic_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANDB_DIR", raising=False)  # W&B files in the run folder, as without the harness
     args = [a for a in _tiny_args(tiny_synthetic_root, tmp_path)]
     cut = args.index("--checkpoint.dirpath")
     args = args[:cut]  # default checkpoint and feature folders
