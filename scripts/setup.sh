@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if ! "$PY" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
-    "$PY" -m pip install "torch>=2.2,<2.15"
+    "$PY" -m pip install "torch>=2.6,<2.15"
   else
     # CPU wheel (a local file on the project's machines; elsewhere use PyTorch's CPU index).
     "$PY" -m pip install "torch==2.13.0"
