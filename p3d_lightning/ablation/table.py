@@ -181,9 +181,13 @@ def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], path: os.PathLike,
 
 def write_outputs(output: Path, rows: Sequence[Dict[str, Any]], title: str) -> None:
     """``table.md``, ``accuracy_vs_speed.png`` and ``training_curves.png`` (every run under
-    ``output/runs`` so far, from its CSV log) in ``output``, in the same colours."""
+    ``output/runs`` so far, from its CSV log) in ``output``, in the same colours; each run's own
+    curves in ``output/runs/<model>/training_curves.png``."""
     write_markdown_table(rows, output / "table.md")
     runs = ablation_runs(output)
     colours = model_colours([*(str(r["model"]) for r in rows), *runs])
     plot_accuracy_vs_speed(rows, output / "accuracy_vs_speed.png", title=title, colours=colours)
     write_training_curves(runs, output / "training_curves.png", title=title, colours=colours)
+    for model, folder in runs.items():
+        write_training_curves({model: folder}, Path(folder) / "training_curves.png", title=f"{title}: {model}",
+                              colours=colours)

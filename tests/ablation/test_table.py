@@ -113,6 +113,8 @@ def test_write_outputs_writes_table_scatter_and_curves(tmp_path):
     for name in ("accuracy_vs_speed.png", "training_curves.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    for model in ("resnet50", "p3d_a", "p3d_b"):  # and each run's own curves, in its folder
+        assert (out / "runs" / model / "training_curves.png").stat().st_size > 10_000
     assert plot_accuracy_vs_speed(ROWS, tmp_path / "x.png").stat().st_size > 10_000
 
 
