@@ -27,6 +27,8 @@ def _p3d(tmp_path, *args):
     (["--trainer.precision", "64-bogus"], ["precision"]),
     (["--data.dataset", "ucf1O1"], ["data.dataset", "ucf1O1", "ucf101"]),
     (["--data.short_video_policy", "pad"], ["data.short_video_policy", "repeat_last"]),
+    (["--data.normalization", "imagnet"], ["data.normalization", "imagnet"]),
+    (["--data.predict_split", "val"], ["data.predict_split", "'test', 'train', 'all'"]),
 ])
 def test_mistake_exits_at_parse_time_naming_the_option(tmp_path, args, names):
     proc = _p3d(tmp_path, *args)

@@ -94,3 +94,18 @@ def test_direction_semantics():
 def test_bad_sizes_are_refused(tmp_path):
     with pytest.raises(ValueError, match="even"):
         generate_synthetic_dataset(str(tmp_path / "x"), size=(33, 48))
+
+
+def test_a_missing_synthetic_root_is_generated_only_when_asked(tmp_path):
+    """A mistyped root is an error naming it, not a fresh set of videos in a new folder."""
+    import pytest
+
+    from p3d_lightning.data.synthetic import ensure_synthetic_dataset
+
+    typo = tmp_path / "synthtic"
+    with pytest.raises(FileNotFoundError, match="synthtic.*p3d-synth.*synthetic_generate"):
+        ensure_synthetic_dataset(str(typo), generate=False, progress=False)
+    assert not typo.exists()
+    ensure_synthetic_dataset(str(typo), generate=True, progress=False, num_pairs=1, videos_per_class=2,
+                             clips_per_group=1, size=(24, 32), num_frames=8, num_workers=1)
+    assert (typo / "classInd.txt").is_file()
