@@ -123,7 +123,7 @@ class P3DLightningCLI(LightningCLI):
         kwargs.setdefault("save_config_callback", WandbConfigCallback)
         kwargs.setdefault("auto_configure_optimizers", False)
         # allow_abbrev off: argparse would otherwise take ``--trainer.max_step 5`` as max_steps
-        kwargs.setdefault("parser_kwargs", {"default_env": False, "allow_abbrev": False})
+        kwargs["parser_kwargs"] = {"default_env": False, "allow_abbrev": False, **(kwargs.get("parser_kwargs") or {})}
         self.run_folder: Optional[RunFolder] = None
         super().__init__(*args, **kwargs)
 
@@ -324,8 +324,7 @@ def load_experiment(
             warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
             # exit_on_error off: the problem comes back as an exception (named below after the
             # file), not as the p3d parser's usage printed under the calling tool's name
-            cli = P3DLightningCLI(args=cfg, run=False, save_config_callback=None,
-                                  parser_kwargs={"default_env": False, "allow_abbrev": False, "exit_on_error": False})
+            cli = P3DLightningCLI(args=cfg, run=False, save_config_callback=None, parser_kwargs={"exit_on_error": False})
     except SystemExit as err:  # a parser that exits anyway has printed its reason on stderr
         raise ValueError(f"{source}: invalid experiment config (see the error above)") from err
     except ArgumentError as err:

@@ -44,7 +44,7 @@ def test_kill_mid_epoch_and_resume_from_last_is_exact(tiny_synthetic_root, tmp_p
     # 8 train videos, batch 2 -> 4 steps per epoch; kill in the middle of epoch 2 (step 6)
     ref_model, ref = _run(root, tmp_path / "a", tmp_path / "a_ckpt", max_steps=8, num_workers=num_workers)
     _run(root, tmp_path / "b", tmp_path / "b_ckpt", max_steps=8, kill_at=6, num_workers=num_workers)
-    last = torch.load(tmp_path / "b_ckpt" / "last.ckpt", weights_only=False)
+    last = torch.load(tmp_path / "b_ckpt" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 6 and last["epoch"] == 1  # saved after step 6, i.e. mid-epoch
     model, resumed = _run(root, tmp_path / "b", tmp_path / "b_ckpt", max_steps=8, ckpt_path="last",
                           num_workers=num_workers)

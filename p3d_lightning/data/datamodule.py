@@ -24,6 +24,7 @@ __all__ = ["VideoDataModule"]
 #: Closed sets as types: a config value outside them is refused when the config is read, naming
 #: the option (``data.dataset``, ``data.normalization``, ...) and listing the accepted values.
 DatasetName = Literal[DATASETS]
+PREDICT_SPLITS, EVAL_DECODES = ("test", "train", "all"), ("video", "clip")
 
 
 class VideoDataModule(pl.LightningDataModule):
@@ -115,13 +116,13 @@ class VideoDataModule(pl.LightningDataModule):
         crop_size: int = 160,
         horizontal_flip: Optional[bool] = None,
         num_eval_clips: int = 20,
-        eval_decode: Literal["video", "clip"] = "video",
+        eval_decode: Literal[EVAL_DECODES] = "video",
         batch_size: int = 8,
         eval_batch_size: Optional[int] = None,
         num_workers: int = 2,
         persistent_workers: bool = True,
         normalization: Optional[Literal[NORMALIZATIONS]] = None,
-        predict_split: Literal["test", "train", "all"] = "test",
+        predict_split: Literal[PREDICT_SPLITS] = "test",
         strict: bool = False,
         quarantine_file: Optional[str] = None,
         seed: int = 0,
@@ -148,9 +149,9 @@ class VideoDataModule(pl.LightningDataModule):
         # the CLI checks these types when it reads the config; Python callers get the same message
         for option, value, allowed in (("dataset", dataset, DATASETS), ("normalization", normalization, NORMALIZATIONS),
                                        ("modality", modality, MODALITIES),
-                                       ("predict_split", predict_split, ("test", "train", "all")),
+                                       ("predict_split", predict_split, PREDICT_SPLITS),
                                        ("short_video_policy", short_video_policy, SHORT_POLICIES),
-                                       ("eval_decode", eval_decode, ("video", "clip"))):
+                                       ("eval_decode", eval_decode, EVAL_DECODES)):
             if value is not None and value not in allowed:
                 raise ValueError(f"data.{option} must be one of {allowed}, got {value!r}")
         if model_cfg is not None:

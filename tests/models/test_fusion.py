@@ -62,16 +62,26 @@ def test_fusing_twice_does_not_rescale_shared_weights(tiny_folded, clips):
         assert torch.equal(v, before[k]), k
 
 
+#: stride, padding, dilation, groups of the 1x3x3 conv both conv_pointwise tests call
+CONV_ARGS = ([1, 1, 1], [0, 1, 1], [1, 1, 1], 1)
+
+
+def _conv_inputs(seed, dtype):
+    """A channels_last_3d clip (2, 8, 4, 6, 6), 1x3x3 weights (16, 8) and a generator for more."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 8, 4, 6, 6, generator=g).to(dtype).contiguous(memory_format=CL3)
+    w = torch.randn(16, 8, 1, 3, 3, generator=g).to(dtype).contiguous(memory_format=CL3)
+    return x, w, g
+
+
 @needs_onednn
 @pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=requires_bf16)])
 def test_conv_pointwise_fused_equals_plain_ops_and_keeps_other(dtype):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 8, 4, 6, 6, generator=g).to(dtype).contiguous(memory_format=CL3)
-    w = torch.randn(16, 8, 1, 3, 3, generator=g).to(dtype).contiguous(memory_format=CL3)
+    x, w, g = _conv_inputs(0, dtype)
     b = torch.randn(16, generator=g).to(dtype)
     other = torch.randn(2, 16, 4, 6, 6, generator=g).to(dtype).contiguous(memory_format=CL3)
     other_copy = other.clone()
-    args = ([1, 1, 1], [0, 1, 1], [1, 1, 1], 1)
+    args = CONV_ARGS
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=3e-2, atol=0.15)
     with torch.no_grad():
         plain = torch.relu(F.conv3d(x, w, b, *args) + other)
@@ -162,10 +172,8 @@ def test_prepacked_weights_follow_in_place_updates_and_are_released(dtype):
 
     from p3d_lightning.models import fusion
 
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 8, 4, 6, 6, generator=g).to(dtype).contiguous(memory_format=CL3)
-    w = torch.randn(16, 8, 1, 3, 3, generator=g).to(dtype).contiguous(memory_format=CL3)
-    args = ([1, 1, 1], [0, 1, 1], [1, 1, 1], 1)
+    x, w, g = _conv_inputs(1, dtype)
+    args = CONV_ARGS
     with torch.no_grad():
         first = conv_pointwise(x, w, None, *args, "relu")
         assert id(w) in fusion._PACKED  # packed once for this input shape
