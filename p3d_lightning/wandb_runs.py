@@ -154,13 +154,15 @@ def log_table_to_wandb(save_dir: os.PathLike, *, project: str, group: str, mode:
                        summary: Optional[Dict[str, Any]] = None, job_type: str = "table",
                        tags: Optional[Sequence[str]] = None, config: Optional[Dict[str, Any]] = None,
                        scatter: Optional[Tuple[str, str, str]] = None,
-                       files: Optional[Mapping[str, Any]] = None, artifact_type: str = "results") -> None:
+                       files: Optional[Mapping[str, Any]] = None, artifact_type: str = "results",
+                       tables: Optional[Mapping[str, Tuple[Sequence[str], Sequence[Sequence[Any]]]]] = None) -> None:
     """One W&B run ``name`` in ``group`` holding a table (``table1``), images and summary values.
 
     ``data`` holds typed cells (numbers, ``None``, text), so W&B can sort and plot the columns.
     ``scatter`` = ``(x, y, title)`` adds a native W&B scatter chart of two of the table's
     columns, logged as ``<y>_vs_<x>``; ``files`` are logged as the artifact ``name`` of type
-    ``artifact_type`` (see :func:`log_artifact`). Nothing happens when the resolved ``mode`` is
+    ``artifact_type`` (see :func:`log_artifact`); ``tables`` = ``{key: (columns, data)}`` logs
+    more tables beside ``table1`` (the ablation's across-seeds summary). Nothing happens when the resolved ``mode`` is
     ``disabled``; run files go under :func:`wandb_root` of ``save_dir``.
     """
     resolved = resolve_wandb_mode(mode)
@@ -174,6 +176,8 @@ def log_table_to_wandb(save_dir: os.PathLike, *, project: str, group: str, mode:
     try:
         table = wandb.Table(columns=list(columns), data=[list(r) for r in data])
         logged: Dict[str, Any] = {"table1": table}
+        for key, (cols, rows) in (tables or {}).items():
+            logged[key] = wandb.Table(columns=list(cols), data=[list(r) for r in rows])
         if scatter is not None:
             x, y, title = scatter
             logged[f"{y}_vs_{x}"] = wandb.plot.scatter(table, x, y, title=title)

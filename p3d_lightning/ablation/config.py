@@ -9,6 +9,12 @@ An ablation config is a small YAML file::
       p3d_a: synthetic/p3d_a.yaml
     overrides: {}                     # dotted keys applied to every run (e.g. data.root)
     speed: {batch_size: 8, fast_path: true, paper_scale: true}   # a SpeedConfig
+    seeds: [0, 1, 2]                  # optional: train every model once per seed (or `seeds: 3`)
+
+Without ``seeds`` every model trains once, with its own config's ``seed_everything``, into
+``runs/<model>/``. With ``seeds`` each model trains once per seed (``seed_everything`` set to
+it), seed by seed (all models at seed 0 first), into ``runs/<model>/seed<s>/``;
+:mod:`~p3d_lightning.ablation.seeds` reports mean +- std, 95% intervals and paired comparisons.
 
 It is parsed once into :class:`AblationConfig` (its ``speed`` a typed
 :class:`~p3d_lightning.speed.config.SpeedConfig`); an unknown key, anywhere, is an error that
@@ -20,13 +26,13 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from p3d_lightning.speed.config import SpeedConfig
 from p3d_lightning.yamlfile import read_yaml_mapping
 
 __all__ = ["AblationConfig", "AblationError", "DEFAULT_CONFIG", "QUICK_OVERRIDES", "load_ablation_config",
-           "quick_config"]
+           "parse_seeds", "quick_config"]
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "ablation_synthetic.yaml"
 
@@ -37,7 +43,7 @@ QUICK_OVERRIDES: Dict[str, Any] = {
     "trainer.max_steps": 20, "trainer.check_val_every_n_epoch": 1,
 }
 
-_KEYS = ("name", "runs", "output_dir", "overrides", "speed")
+_KEYS = ("name", "runs", "output_dir", "overrides", "speed", "seeds")
 
 
 class AblationError(ValueError):
@@ -58,8 +64,10 @@ class AblationConfig:
     overrides: Dict[str, Any] = field(default_factory=dict)
     speed: Union[SpeedConfig, Mapping[str, Any]] = field(default_factory=SpeedConfig)
     source: Optional[Path] = None
+    seeds: Optional[List[int]] = None
 
     def __post_init__(self) -> None:
+        self.seeds = parse_seeds(self.seeds, self.source)
         if not isinstance(self.speed, SpeedConfig):
             try:
                 self.speed = SpeedConfig.from_mapping(self.speed, self.source)
@@ -90,7 +98,33 @@ def load_ablation_config(path: os.PathLike) -> AblationConfig:
         overrides=dict(raw.get("overrides") or {}),
         speed=raw.get("speed") or {},
         source=path,
+        seeds=raw.get("seeds"),
     )
+
+
+def parse_seeds(value: Union[None, int, Sequence[Any]], source: Optional[Path] = None) -> Optional[List[int]]:
+    """``seeds`` as a list of distinct non-negative ints: ``None`` stays ``None`` (one run per
+    model, its config's seed); an int ``N`` means seeds ``0 .. N-1``; a list is taken as given."""
+    where = f"{source}: " if source else ""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise AblationError(f"{where}seeds: expected an int N (seeds 0..N-1) or a list of ints, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise AblationError(f"{where}seeds: expected at least 1 seed, got {value}")
+        return list(range(value))
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise AblationError(f"{where}seeds: expected an int N (seeds 0..N-1) or a non-empty list of ints, "
+                            f"got {value!r}")
+    seeds = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise AblationError(f"{where}seeds: expected non-negative ints, got {item!r} in {list(value)}")
+        seeds.append(int(item))
+    if len(set(seeds)) != len(seeds):
+        raise AblationError(f"{where}seeds: each seed once, got {seeds}")
+    return seeds
 
 
 def quick_config(config: AblationConfig) -> AblationConfig:

@@ -27,7 +27,7 @@ from p3d_lightning.ablation.figures import (legend_handles, method_name, model_c
 from p3d_lightning.ablation.results import to_float
 from p3d_lightning.paper import TABLE1
 
-__all__ = ["ablation_runs", "read_curves", "training_curves_figure", "training_logs", "write_training_curves"]
+__all__ = ["ablation_runs", "seed_runs", "read_curves", "training_curves_figure", "training_logs", "write_training_curves"]
 
 PathLike = Union[str, os.PathLike]
 Curve = List[Tuple[int, float]]
@@ -69,14 +69,29 @@ def read_curves(source: PathLike) -> Dict[str, Curve]:
     return {key: sorted(values.items()) for key, values in merged.items()}
 
 
-def ablation_runs(output: PathLike) -> Dict[str, Path]:
-    """``{model: <output>/runs/<model>}`` of every ablation run with a CSV log, Table 1's order first."""
+def seed_runs(output: PathLike) -> Dict[str, Dict[Optional[int], Path]]:
+    """``{model: {seed: folder}}`` of every ablation run with a CSV log, Table 1's order first:
+    ``<output>/runs/<model>/seed<s>/`` of a multi-seed ablation (seeds ascending), else
+    ``{None: <output>/runs/<model>}``."""
     root = Path(output) / "runs"
     if not root.is_dir():
         return {}
-    found = {p.name: p for p in root.iterdir() if p.is_dir() and training_logs(p)}
+    found: Dict[str, Dict[Optional[int], Path]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        seeds = {int(p.name[4:]): p for p in folder.iterdir()
+                 if p.is_dir() and p.name.startswith("seed") and p.name[4:].isdigit() and training_logs(p)}
+        if seeds:
+            found[folder.name] = dict(sorted(seeds.items()))
+        elif training_logs(folder):
+            found[folder.name] = {None: folder}
     order = [m for m in TABLE1 if m in found] + sorted(m for m in found if m not in TABLE1)
     return {m: found[m] for m in order}
+
+
+def ablation_runs(output: PathLike) -> Dict[str, Path]:
+    """``{model: <output>/runs/<model>}`` of every ablation run with a CSV log, Table 1's order
+    first; of a multi-seed ablation, each model's lowest seed (``runs/<model>/seed<s>``)."""
+    return {model: next(iter(seeds.values())) for model, seeds in seed_runs(output).items()}
 
 
 def _as_runs(runs: Union[Mapping[str, PathLike], PathLike]) -> Dict[str, PathLike]:

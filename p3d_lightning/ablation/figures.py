@@ -26,9 +26,15 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
 
 
 def method_name(model: str) -> str:
-    """The paper's name of a Table 1 model (``p3d_a`` -> ``P3D-A ResNet``), else the name itself."""
+    """The paper's name of a Table 1 model (``p3d_a`` -> ``P3D-A ResNet``); a row of a
+    clip-length ablation named ``<model>_t<frames>`` -> ``P3D ResNet, 8 frames``; else the name."""
     paper = TABLE1.get(str(model))
-    return paper.method if paper else str(model)
+    if paper:
+        return paper.method
+    base, sep, frames = str(model).rpartition("_t")
+    if sep and frames.isdigit() and base in TABLE1:
+        return f"{TABLE1[base].method}, {int(frames)} frames"
+    return str(model)
 
 
 def model_colours(models: Iterable[str]) -> Dict[str, str]:

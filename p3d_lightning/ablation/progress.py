@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["AblationProgress", "checkpoint_step", "format_duration"]
 
@@ -39,6 +39,11 @@ def checkpoint_step(path: os.PathLike) -> int:
     except Exception:  # noqa: BLE001 (unreadable: the runner's own check reports it, naming the file)
         return 0
     return int(state.get("global_step", 0) or 0) if isinstance(state, dict) else 0
+
+
+def _model_of(label: str) -> str:
+    """``p3d_a/seed1`` -> ``p3d_a``: the seeds of a model share its rate."""
+    return str(label).split("/")[0]
 
 
 class AblationProgress:
@@ -65,6 +70,7 @@ class AblationProgress:
         self._started: Dict[str, float] = {}
         self._seconds = 0.0  # wall time of the models finished in this process
         self._steps = 0  # and the steps they trained
+        self._rates: Dict[str, Tuple[float, int]] = {}  # per model (a label's part before "/"): seconds, steps
 
     def _position(self, name: str) -> str:
         k = self.models.index(name) + 1 if name in self.models else len(self.models)
@@ -86,7 +92,11 @@ class AblationProgress:
         if any(s is None for s in left):
             return "ETA unknown (a remaining run has no max_steps)"
         steps = sum(left)
-        return (f"ETA {format_duration(rate * steps)} ({len(left)} model{'s' if len(left) != 1 else ''}, "
+        seconds = 0.0
+        for name, n in self.steps_left.items():  # a model's own rate once one of its seeds finished
+            own = self._rates.get(_model_of(name))
+            seconds += (own[0] / own[1] if own else rate) * n
+        return (f"ETA {format_duration(seconds)} ({len(left)} model{'s' if len(left) != 1 else ''}, "
                 f"{steps} steps at {rate:.3g} s/step)")
 
     def _elapsed(self) -> str:
@@ -109,5 +119,7 @@ class AblationProgress:
         if steps:
             self._seconds += seconds
             self._steps += steps
+            before = self._rates.get(_model_of(name), (0.0, 0))
+            self._rates[_model_of(name)] = (before[0] + seconds, before[1] + steps)
             done += f" ({steps} steps, {seconds / steps:.3g} s/step)"
         return f"[ablation] {self._position(name)}: {done}; {self._elapsed()}; {self.eta()}"

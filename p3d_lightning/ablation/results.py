@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["RESULT_FIELDS", "INT_FIELDS", "FLOAT_FIELDS", "SHAPE_FIELDS", "as_cells", "atomic_write", "format_shape",
-           "is_frame_model", "parse_shape", "read_results", "record", "to_float", "update_results",
+           "is_frame_model", "parse_shape", "read_results", "record", "row_key", "to_float", "update_results",
            "write_results"]
 
 #: Columns of ``results.csv``, in order.
 RESULT_FIELDS = [
     "model",
     "arch",
+    "seed",
     "params",
     "size_mb",
     "gmacs_per_clip",
@@ -53,7 +54,7 @@ RESULT_FIELDS = [
     "finished_at",
 ]
 #: Integer columns (read back as ``int``).
-INT_FIELDS = frozenset({"params", "infer_batch_size", "infer_threads", "paper_scale_batch_size", "train_steps"})
+INT_FIELDS = frozenset({"seed", "params", "infer_batch_size", "infer_threads", "paper_scale_batch_size", "train_steps"})
 #: Clip shapes (C, T, H, W): tuples in the runner, ``"CxTxHxW"`` text in the file.
 SHAPE_FIELDS = frozenset({"clip_shape", "paper_scale_shape"})
 #: Real-valued columns (read back as ``float``).
@@ -164,15 +165,22 @@ def write_results(path: os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
     atomic_write(Path(path), buf.getvalue().encode())
 
 
+def row_key(row: Mapping[str, Any]) -> Tuple[str, Optional[int]]:
+    """A row's identity in ``results.csv``: ``(model, seed)`` (seed ``None`` in files written
+    before the seed column)."""
+    seed = to_float(row.get("seed"))
+    return str(row["model"]), None if seed is None else int(seed)
+
+
 def update_results(path: os.PathLike, row: Optional[Mapping[str, Any]] = None,
                    order: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
-    """Put ``row`` in ``results.csv`` (replacing the same model's row) and/or sort the rows by
-    ``order`` (model names); returns the rows as read back."""
+    """Put ``row`` in ``results.csv`` (replacing the row of the same model and seed) and/or sort
+    the rows by ``order`` (model names; each model's seeds ascending); returns the rows as read back."""
     rows = read_results(path)
     if row is not None:
-        rows = [r for r in rows if r["model"] != row["model"]] + [dict(row)]
+        rows = [r for r in rows if row_key(r) != row_key(row)] + [dict(row)]
     if order is not None:
         rank = {m: i for i, m in enumerate(order)}
-        rows.sort(key=lambda r: rank.get(r["model"], len(rank)))
+        rows.sort(key=lambda r: (rank.get(r["model"], len(rank)), -1 if r.get("seed") is None else int(r["seed"])))
     write_results(path, rows)
     return read_results(path)

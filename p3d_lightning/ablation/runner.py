@@ -6,6 +6,11 @@ row goes into ``results.csv`` (:mod:`~p3d_lightning.ablation.results`) and the t
 are redrawn (:mod:`~p3d_lightning.ablation.table`), so an interrupted ablation loses nothing:
 re-running skips models already in ``results.csv`` and resumes an unfinished one exactly from
 its ``last.ckpt``, in the same W&B run.
+
+With ``seeds`` in the config (or ``--seeds``), each model trains once per seed, seed by seed
+(every model at the first seed, then the next seed), each (model, seed) its own run folder
+``runs/<model>/seed<s>/``, row in ``results.csv`` and W&B run; resuming works per seed. The
+paper-scale speed does not depend on the weights and is measured at the first seed only.
 """
 from __future__ import annotations
 
@@ -13,18 +18,19 @@ import datetime as _dt
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from p3d_lightning.ablation.config import AblationConfig, AblationError
 from p3d_lightning.ablation.progress import AblationProgress, checkpoint_step
-from p3d_lightning.ablation.results import RESULT_FIELDS, read_results, record, update_results
+from p3d_lightning.ablation.results import RESULT_FIELDS, read_results, record, row_key, update_results
+from p3d_lightning.ablation.seeds import PAIRED_FIELDS, SUMMARY_FIELDS, is_multi_seed, paired_comparisons, summarize
 from p3d_lightning.ablation.table import write_outputs
 
 __all__ = ["run_ablation"]
 
 
 class _Run(NamedTuple):
-    """One Table 1 row, instantiated and checked: what fit and test need."""
+    """One Table 1 row at one seed, instantiated and checked: what fit and test need."""
 
     name: str
     config_file: Path
@@ -32,6 +38,20 @@ class _Run(NamedTuple):
     datamodule: Any
     trainer_kwargs: Dict[str, Any]
     resolved: Dict[str, Any]
+    seed: Optional[int] = None  # None: the config's own seed_everything, folder runs/<model>/
+    first_seed: bool = True  # the paper-scale speed is measured at the first seed only
+
+    @property
+    def label(self) -> str:
+        """``p3d_a`` or, with seeds, ``p3d_a/seed1`` (progress lines)."""
+        return self.name if self.seed is None else f"{self.name}/seed{self.seed}"
+
+    def folder(self, output: Path):
+        from p3d_lightning.runs import RunFolder
+
+        if self.seed is None:
+            return RunFolder(str(output), "runs", self.name)  # <output>/runs/<model>/
+        return RunFolder(str(output / "runs"), self.name, f"seed{self.seed}")  # <output>/runs/<model>/seed<s>/
 
 
 def run_ablation(
@@ -43,6 +63,7 @@ def run_ablation(
     extra_overrides: Optional[Dict[str, Any]] = None,
     stop_after: Optional[int] = None,
     progress: bool = True,
+    seeds: Optional[Sequence[int]] = None,
 ) -> List[Dict[str, Any]]:
     """Run (or finish) an ablation and write its table. Returns the rows of ``results.csv``.
 
@@ -53,27 +74,34 @@ def run_ablation(
         wandb_mode: ``auto`` (online if logged in, else offline), ``online``, ``offline``,
             ``disabled``.
         extra_overrides: dotted keys applied to every run after the config's own overrides.
-        stop_after: stop after this many newly trained models (used to test resuming).
+        stop_after: stop after this many newly trained runs (used to test resuming).
         progress: show Lightning's progress bars.
+        seeds: train each model once per seed (default: ``config.seeds``; ``None`` there too:
+            once, with each run config's own ``seed_everything``).
     """
+    from p3d_lightning.ablation.config import parse_seeds
+
+    seeds = parse_seeds(list(seeds), None) if seeds is not None else config.seeds
     started = time.monotonic()  # elapsed counts the set-up (datasets opened, synthetic set made) too
     output = Path(output_dir or config.output_dir)
     results_path = output / "results.csv"
     overrides = {**config.overrides, **(extra_overrides or {})}
     names = _selected(config, models)
-    pending = _instantiate(config, names, output, results_path, overrides)
-    tracker = _progress(names, pending, output, started)
+    units = [(name, seed) for seed in (seeds or [None]) for name in names]  # seed by seed
+    pending = _instantiate(config, units, output, results_path, overrides, seeds)
+    tracker = _progress([_Run(n, Path(), None, None, {}, {}, s).label for n, s in units], pending, output, started)
     if _is_rank_zero():
-        print(f"[ablation] {config.name}: {len(pending)} of {len(names)} model(s) to train; outputs in {output}")
+        what = f"{len(names)} model(s) x {len(seeds)} seeds" if seeds else f"{len(names)} model(s)"
+        print(f"[ablation] {config.name}: {len(pending)} of {len(units)} run(s) to train ({what}); outputs in {output}")
     for position, run in enumerate(pending, start=1):
         if _is_rank_zero():
-            print(tracker.start(run.name))
+            print(tracker.start(run.label))
         row = _fit_and_test(run, config, output, wandb_mode, wandb_project, progress)
         if row is not None:  # global rank zero writes
-            rows = update_results(results_path, row)
+            rows = update_results(results_path, row, order=list(config.runs))
             write_outputs(output, rows, config.name)
-            print(f"[ablation] {run.name}: video top-1 {100 * float(row['video_acc1'] or 0):.1f}% -> {results_path}")
-            print(tracker.finish(run.name, int(row["train_steps"]) - tracker.start_steps.get(run.name, 0)))
+            print(f"[ablation] {run.label}: video top-1 {100 * float(row['video_acc1'] or 0):.1f}% -> {results_path}")
+            print(tracker.finish(run.label, int(row["train_steps"]) - tracker.start_steps.get(run.label, 0)))
         if stop_after is not None and position >= stop_after:
             if row is None:
                 return []
@@ -87,26 +115,34 @@ def run_ablation(
     from p3d_lightning.wandb_runs import log_table_to_wandb
 
     figure = output / "accuracy_vs_speed.png"
+    tables, files = {}, {p.name: p for p in (results_path, output / "table.md", figure)}
+    if is_multi_seed(rows):  # across seeds: per model mean/std/interval, and the paired comparisons
+        tables = {"seeds_summary": (SUMMARY_FIELDS, [[s.get(k) for k in SUMMARY_FIELDS] for s in summarize(rows)]),
+                  "seeds_paired": (PAIRED_FIELDS,
+                                   [[p.get(k) for k in PAIRED_FIELDS] for p in paired_comparisons(rows)])}
+        files.update({p.name: p for p in (output / "summary.csv", output / "paired.csv")})
+    clip_length = output / "accuracy_vs_clip_length.png"
     log_table_to_wandb(output, project=wandb_project, group=config.name, mode=wandb_mode,
                        name=f"{config.name}-table", job_type="ablation-table", columns=RESULT_FIELDS,
                        data=[[r.get(k) for k in RESULT_FIELDS] for r in rows],  # numbers as numbers
                        scatter=("infer_clips_per_s", "video_acc1", "video top-1 vs inference clips/s"),
-                       images={"accuracy_vs_speed": figure, "training_curves": output / "training_curves.png"},
-                       summary={"results_csv": str(results_path)},
-                       tags=["ablation", config.name], config=_wandb_config(config, output, overrides),
-                       files={p.name: p for p in (results_path, output / "table.md", figure)})
+                       images={"accuracy_vs_speed": figure, "training_curves": output / "training_curves.png",
+                               "accuracy_vs_clip_length": clip_length},
+                       summary={"results_csv": str(results_path)}, tables=tables,
+                       tags=["ablation", config.name], config=_wandb_config(config, output, overrides, seeds),
+                       files={**files, **({clip_length.name: clip_length} if clip_length.is_file() else {})})
     return rows
 
 
-def _progress(names: Sequence[str], pending: Sequence[_Run], output: Path, started: float) -> AblationProgress:
+def _progress(labels: Sequence[str], pending: Sequence[_Run], output: Path, started: float) -> AblationProgress:
     """The progress lines' state: each pending run's steps left (its ``max_steps`` less what its
     ``last.ckpt`` holds; unknown without ``max_steps``)."""
-    start = {r.name: checkpoint_step(output / "runs" / r.name / "checkpoints" / "last.ckpt") for r in pending}
+    start = {r.label: checkpoint_step(Path(r.folder(output).checkpoints) / "last.ckpt") for r in pending}
     left: Dict[str, Optional[int]] = {}
     for run in pending:
         max_steps = int(run.trainer_kwargs.get("max_steps") or -1)
-        left[run.name] = max(0, max_steps - start[run.name]) if max_steps > 0 else None
-    return AblationProgress(names, left, start, started=started)
+        left[run.label] = max(0, max_steps - start[run.label]) if max_steps > 0 else None
+    return AblationProgress(labels, left, start, started=started)
 
 
 def _selected(config: AblationConfig, models: Optional[Sequence[str]]) -> List[str]:
@@ -119,23 +155,28 @@ def _selected(config: AblationConfig, models: Optional[Sequence[str]]) -> List[s
     return names
 
 
-def _instantiate(config: AblationConfig, names: Sequence[str], output: Path, results_path: Path,
-                 overrides: Dict[str, Any]) -> List[_Run]:
-    """Every run not yet in ``results.csv``, built and its training data opened (fails before training)."""
+def _instantiate(config: AblationConfig, units: Sequence[Tuple[str, Optional[int]]], output: Path,
+                 results_path: Path, overrides: Dict[str, Any], seeds: Optional[Sequence[int]]) -> List[_Run]:
+    """Every (model, seed) not yet in ``results.csv``, built and its training data opened
+    (fails before training)."""
     from p3d_lightning.experiment import load_experiment
 
     _check_output_dir(output)
-    done = {r["model"] for r in read_results(results_path)}
+    finished = read_results(results_path)
+    # without seeds a model's row counts whatever its seed (files from before the seed column too)
+    done = {row_key(r) for r in finished} if seeds else {(r["model"], None) for r in finished}
     pending = []
-    for name in names:
-        if name in done:
-            print(f"[ablation] {name}: already in {results_path}, skipping")
+    for name, seed in units:
+        label = name if seed is None else f"{name}/seed{seed}"
+        if (name, seed) in done:
+            print(f"[ablation] {label}: already in {results_path}, skipping")
             continue
         cfg_path = config.runs[name]
         if not cfg_path.is_file():
             raise AblationError(f"config for {name!r} not found: {cfg_path}")
+        run_overrides = overrides if seed is None else {**overrides, "seed_everything": seed}
         try:
-            module, datamodule, trainer_kwargs, resolved = load_experiment(str(cfg_path), overrides=overrides)
+            module, datamodule, trainer_kwargs, resolved = load_experiment(str(cfg_path), overrides=run_overrides)
             datamodule.prepare_data()
             datamodule.setup("fit")
         except AblationError:
@@ -144,7 +185,8 @@ def _instantiate(config: AblationConfig, names: Sequence[str], output: Path, res
             raise AblationError(f"{name} ({cfg_path}): {err}") from err
         if len(datamodule.train_dataset) == 0:
             raise AblationError(f"{name}: the training set of {cfg_path} is empty (root: {_dm_root(datamodule)})")
-        pending.append(_Run(name, cfg_path, module, datamodule, trainer_kwargs, resolved))
+        pending.append(_Run(name, cfg_path, module, datamodule, trainer_kwargs, resolved, seed,
+                            first_seed=seed is None or seed == seeds[0]))
     return pending
 
 
@@ -156,19 +198,22 @@ def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: s
 
     from p3d_lightning.loggers import experiment_tags, make_loggers
     from p3d_lightning.wandb_runs import finish_wandb, log_artifact_to_wandb, log_summary_to_wandb, wandb_dir
-    from p3d_lightning.runs import RunFolder
     from p3d_lightning.speed.callbacks import InferenceSpeedCallback, ModelStatsCallback, TrainThroughputCallback
 
-    folder = RunFolder(str(output), "runs", run.name)  # <output>/runs/<model>/, W&B id in its run.json
+    folder = run.folder(output)  # <output>/runs/<model>/[seed<s>/], W&B id in its run.json
     run_dir = Path(folder.path)
     last = run_dir / "checkpoints" / "last.ckpt"
     kwargs = dict(run.trainer_kwargs)
-    pl.seed_everything(int(kwargs.pop("seed_everything", 0) or 0), workers=True)
+    config_seed = int(kwargs.pop("seed_everything", 0) or 0)  # with seeds, load_experiment was given run.seed
+    seed = config_seed if run.seed is None else run.seed
+    pl.seed_everything(seed, workers=True)
+    seed_tags = [] if run.seed is None else [f"seed{run.seed}"]
     loggers = make_loggers(
-        save_dir=str(run_dir), name=run.name, group=config.name, project=wandb_project, mode=wandb_mode,
-        version=folder.wandb_id() if _is_rank_zero() else None, job_type="train",
-        tags=[*experiment_tags(run.resolved), "ablation", config.name],
-        config={"ablation": config.name, "model": run.name, "config_file": str(run.config_file), "cli": run.resolved},
+        save_dir=str(run_dir), name=run.name if run.seed is None else f"{run.name}-seed{run.seed}", group=config.name,
+        project=wandb_project, mode=wandb_mode, version=folder.wandb_id() if _is_rank_zero() else None,
+        job_type="train", tags=[*experiment_tags(run.resolved), "ablation", config.name, *seed_tags],
+        config={"ablation": config.name, "model": run.name, "seed": seed, "config_file": str(run.config_file),
+                "cli": run.resolved},
     )
     stats, infer = ModelStatsCallback(), InferenceSpeedCallback(config=config.speed)
     throughput = TrainThroughputCallback()
@@ -189,6 +234,7 @@ def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: s
     row: Dict[str, Any] = {
         "model": run.name,
         "arch": run.module.hparams.get("arch", run.name),
+        "seed": seed,
         **stats.results,
         **{k: test_metrics.get(f"test/{k}") for k in ("clip_acc1", "clip_acc5", "video_acc1", "video_acc5")},
         **infer.results,
@@ -199,11 +245,12 @@ def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: s
         "wandb_dir": wandb_dir(loggers),
         "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
     }
-    row.update(_speed_columns(run, config, stats.stats.clip_shape[0]))
+    row.update(_speed_columns(run, config, stats.stats.clip_shape))
     log_summary_to_wandb(loggers, record(row), prefix="ablation/")
     best = Path(trainer.checkpoint_callback.best_model_path or "")  # "" before any validation
-    log_artifact_to_wandb(loggers, f"{config.name}-{run.name}", "model", {"last.ckpt": last, best.name: best},
-                          metadata={"model": run.name, "arch": row["arch"], "video_acc1": row["video_acc1"],
+    artifact = f"{config.name}-{run.name}" + ("" if run.seed is None else f"-seed{run.seed}")
+    log_artifact_to_wandb(loggers, artifact, "model", {"last.ckpt": last, best.name: best},
+                          metadata={"model": run.name, "arch": row["arch"], "seed": seed, "video_acc1": row["video_acc1"],
                                     "train_steps": row["train_steps"], "best": best.name or None})
     finish_wandb()
     return row
@@ -250,9 +297,11 @@ def _resume_checkpoint(name: str, last: Path) -> Optional[str]:
     return str(last)
 
 
-def _speed_columns(run: _Run, config: AblationConfig, in_channels: int) -> Dict[str, Any]:
+def _speed_columns(run: _Run, config: AblationConfig, clip_shape: Sequence[int]) -> Dict[str, Any]:
     """The fast path's agreement with fp32 on this run's test clips (the numerics of the speed
-    column) and the paper-scale speed, as the config's ``speed`` asks."""
+    column) and the paper-scale speed, as the config's ``speed`` asks (at the first seed only:
+    it does not depend on the weights). A clip model's paper-scale input has the run's own
+    frames per clip, so a clip-length ablation measures each length at full size."""
     import torch
 
     from p3d_lightning.speed.inference import paper_scale_speed
@@ -266,19 +315,22 @@ def _speed_columns(run: _Run, config: AblationConfig, in_channels: int) -> Dict[
             cmp = compare_fast_path(model, run.datamodule.test_dataloader(), device=next(model.parameters()).device,
                                     max_batches=speed.agreement_batches)
         out.update(fast_path_top1_agreement=cmp["top1_agreement"], fast_path_max_rel_logit_diff=cmp["max_rel_diff"])
-    if speed.paper_scale:
-        result = paper_scale_speed(str(run.module.hparams.get("arch", run.name)), in_channels, speed)
+    if speed.paper_scale and run.first_seed:
+        frames = int(clip_shape[1]) if len(clip_shape) == 4 and int(clip_shape[1]) > 1 else None
+        result = paper_scale_speed(str(run.module.hparams.get("arch", run.name)), int(clip_shape[0]), speed,
+                                   clip_len=frames)
         out.update(result.columns("paper_scale"))
     return out
 
 
-def _wandb_config(config: AblationConfig, output: Path, overrides: Dict[str, Any]) -> Dict[str, Any]:
+def _wandb_config(config: AblationConfig, output: Path, overrides: Dict[str, Any],
+                  seeds: Optional[Sequence[int]]) -> Dict[str, Any]:
     """The ablation's own config, as this run applied it, for its W&B table run."""
     import dataclasses
 
     return {"ablation": {"name": config.name, "source": str(config.source or ""), "output_dir": str(output),
                          "runs": {k: str(v) for k, v in config.runs.items()}, "overrides": overrides,
-                         "speed": dataclasses.asdict(config.speed)}}
+                         "speed": dataclasses.asdict(config.speed), "seeds": list(seeds) if seeds else None}}
 
 
 def _check_output_dir(output: Path) -> None:

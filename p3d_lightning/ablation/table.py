@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from p3d_lightning.ablation.curves import ablation_runs, write_training_curves
+from p3d_lightning.ablation.clip_length import write_clip_length_figure
+from p3d_lightning.ablation.curves import seed_runs, write_training_curves
 from p3d_lightning.ablation.figures import legend_handles, method_name, model_colours, new_figure, save_png, short_title
 from p3d_lightning.ablation.results import atomic_write, format_shape, is_frame_model, parse_shape, to_float
+from p3d_lightning.ablation.seeds import markdown_sections, mean_rows, write_seed_csvs
 from p3d_lightning.paper import PAPER_SPEED_NOTE, TABLE1
 
 __all__ = ["accuracy_vs_speed_figure", "plot_accuracy_vs_speed", "write_markdown_table", "write_outputs"]
@@ -29,8 +31,12 @@ def _speed(row: Mapping[str, Any], prefix: str) -> str:
 
 
 def _pct(row: Mapping[str, Any], key: str) -> str:
+    """A percentage cell; ``mean ± std`` when the row is a mean over seeds."""
     v = to_float(row.get(key))
-    return "-" if v is None else f"{100 * v:.1f}%"
+    if v is None:
+        return "-"
+    std = to_float(row.get(f"{key}_std"))
+    return f"{100 * v:.1f}%" if std is None else f"{100 * v:.1f} ± {100 * std:.1f}%"
 
 
 def _text(row: Mapping[str, Any], key: str) -> str:
@@ -40,7 +46,14 @@ def _text(row: Mapping[str, Any], key: str) -> str:
 
 
 def write_markdown_table(rows: Sequence[Mapping[str, Any]], path: Optional[os.PathLike] = None) -> str:
-    """Table 1 in Markdown: our measured numbers beside the paper's (labelled as the paper's)."""
+    """Table 1 in Markdown: our measured numbers beside the paper's (labelled as the paper's).
+
+    ``rows`` are ``results.csv``'s; with several seeds per model the table shows each model's
+    mean over seeds (accuracies as mean ± std) and is followed by the across-seeds sections of
+    :func:`~p3d_lightning.ablation.seeds.markdown_sections` (95% intervals, paired comparisons).
+    """
+    per_seed = list(rows)
+    rows = mean_rows(per_seed)
     lines = [
         "| Method | Params | Size (MB) | GMACs/clip | Speed, trained net | Speed, paper-scale net | "
         "Clip top-1 | Video top-1 | Paper: size | Paper: speed | Paper: top-1 |",
@@ -52,7 +65,7 @@ def write_markdown_table(rows: Sequence[Mapping[str, Any]], path: Optional[os.Pa
         size = to_float(row.get("size_mb"))
         gmacs = to_float(row.get("gmacs_per_clip"))
         cells = [
-            paper.method if paper else row["model"],
+            method_name(row["model"]),
             "-" if params is None else f"{params / 1e6:.2f} M",
             "-" if size is None else f"{size:.1f}",
             "-" if gmacs is None else f"{gmacs:.3g}",
@@ -84,7 +97,7 @@ def write_markdown_table(rows: Sequence[Mapping[str, Any]], path: Optional[os.Pa
             "Accuracy is on the dataset of this ablation, not UCF101 unless it says so.",
             f"Paper columns: Table 1 of Qiu et al. (ICCV 2017), UCF101 split 1; {PAPER_SPEED_NOTE}.",
         ]
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" + markdown_sections(per_seed, name_of=method_name)
     if path is not None:
         atomic_write(Path(path), text.encode())
     return text
@@ -130,14 +143,20 @@ def accuracy_vs_speed_figure(rows: Sequence[Mapping[str, Any]], title: str = "",
     """
     fig = new_figure((11, 4.8), figure)
     ax_ours, ax_paper = fig.subplots(1, 2)
+    rows = mean_rows(rows)  # several seeds: each model's mean, with its 95% interval drawn
     colours = {**model_colours(str(r["model"]) for r in rows), **(colours or {})}
     labels: Dict[str, str] = {}
     measured = [(r, _our_point(r)) for r in rows]
     measured = [(r, p) for r, p in measured if p is not None]
     points = [(str(r["model"]), p) for r, p in measured]
-    for model, (speed, acc, shape, _) in points:
+    seeds = max([int(to_float(r.get("n_seeds")) or 1) for r, _ in measured] or [1])
+    for (row, _), (model, (speed, acc, shape, _)) in zip(measured, points):
         ax_ours.scatter(speed, acc, s=70, color=colours[model], edgecolors="black", linewidths=0.5, zorder=3,
                         gid=model)
+        low, high = to_float(row.get("video_acc1_ci95_low")), to_float(row.get("video_acc1_ci95_high"))
+        if low is not None and high is not None:  # the 95% interval of the mean over seeds
+            ax_ours.errorbar(speed, acc, yerr=[[acc - 100 * low], [100 * high - acc]], color=colours[model],
+                             capsize=4, lw=1.2, zorder=2)
         labels[model] = f"{method_name(model)} (ours: input {shape})" if shape else method_name(model)
     kinds = {p[3] for _, p in points}
     if kinds == {"paper_scale"}:
@@ -152,7 +171,7 @@ def accuracy_vs_speed_figure(rows: Sequence[Mapping[str, Any]], title: str = "",
     if not points:
         ax_ours.text(0.5, 0.5, "no model measured yet", ha="center", va="center", transform=ax_ours.transAxes)
     ax_ours.set_xlabel(f"clips/s ({kind}; ResNet-50: frames/s / 16)")
-    ax_ours.set_ylabel("video top-1 (%)")
+    ax_ours.set_ylabel("video top-1 (%)" + (f", mean of {seeds} seeds, 95% interval" if seeds > 1 else ""))
     setting = _common_setting([(r, p[3]) for r, p in measured])
     name = short_title(title)
     ax_ours.set_title(f"Ours{': ' + name if name else ''}" + (f"\n{setting}" if setting else ""), fontsize=10)
@@ -181,13 +200,24 @@ def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], path: os.PathLike,
 
 def write_outputs(output: Path, rows: Sequence[Dict[str, Any]], title: str) -> None:
     """``table.md``, ``accuracy_vs_speed.png`` and ``training_curves.png`` (every run under
-    ``output/runs`` so far, from its CSV log) in ``output``, in the same colours; each run's own
-    curves in ``output/runs/<model>/training_curves.png``."""
+    ``output/runs`` so far, from its CSV log; of a multi-seed ablation each model's lowest seed)
+    in ``output``, in the same colours; each run's own curves in its folder
+    (``runs/<model>/[seed<s>/]training_curves.png``). With several seeds per model also
+    ``summary.csv`` and ``paired.csv``; with an architecture at several clip lengths also
+    ``accuracy_vs_clip_length.png``."""
     write_markdown_table(rows, output / "table.md")
-    runs = ablation_runs(output)
+    write_seed_csvs(output, rows)
+    runs = seed_runs(output)
     colours = model_colours([*(str(r["model"]) for r in rows), *runs])
     plot_accuracy_vs_speed(rows, output / "accuracy_vs_speed.png", title=title, colours=colours)
-    write_training_curves(runs, output / "training_curves.png", title=title, colours=colours)
-    for model, folder in runs.items():
-        write_training_curves({model: folder}, Path(folder) / "training_curves.png", title=f"{title}: {model}",
-                              colours=colours)
+    write_clip_length_figure(rows, output / "accuracy_vs_clip_length.png", title=title)
+    first = {model: next(iter(seeds.items())) for model, seeds in runs.items()}
+    overlay_title = title + (f" (seed {next(iter(first.values()))[0]})"
+                             if any(seed is not None for seed, _ in first.values()) else "")
+    write_training_curves({m: folder for m, (_, folder) in first.items()}, output / "training_curves.png",
+                          title=overlay_title, colours=colours)
+    for model, seeds in runs.items():
+        for seed, folder in seeds.items():
+            name = model if seed is None else f"{model}, seed {seed}"
+            write_training_curves({model: folder}, Path(folder) / "training_curves.png", title=f"{title}: {name}",
+                                  colours=colours)

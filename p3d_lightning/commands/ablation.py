@@ -6,6 +6,8 @@ Usage::
     p3d-ablation                                   # synthetic motion set, the main job
     p3d-ablation --config experiments/ablation_ucf101.yaml --models p3d_a p3d
     p3d-ablation --output runs/my_ablation --data.root /data/UCF-101     # any run option, as p3d takes it
+    p3d-ablation --seeds 0 1 2 --output runs/ablation_3seeds    # 3 seeds per model: mean, std, 95% intervals
+    p3d-ablation --config experiments/ablation_clip_length.yaml  # P3D ResNet at 8 / 16 / 32 frames per clip
 
 The config format is :mod:`p3d_lightning.ablation.config`'s. What it writes in the output
 folder, as each run finishes (so an interrupted ablation loses nothing): ``results.csv`` (one
@@ -14,6 +16,11 @@ labelled), ``accuracy_vs_speed.png``, ``training_curves.png`` (loss, val accurac
 from the CSV logs), and per model ``runs/<model>/`` with checkpoints
 (``last.ckpt``), CSV logs and the W&B run. Re-running skips models already in ``results.csv``
 and resumes an unfinished one from its ``last.ckpt``.
+
+With ``--seeds`` (or ``seeds:`` in the config) every model trains once per seed into
+``runs/<model>/seed<s>/``; ``results.csv`` holds one row per (model, seed), ``table.md`` the
+means with ± std, 95% intervals and paired comparisons, also written as ``summary.csv`` and
+``paired.csv``. Resuming works per seed.
 """
 from __future__ import annotations
 
@@ -43,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled"])
     parser.add_argument("--project", default="p3d-lightning", help="W&B project")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override every run's config")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                        help="train every model once per seed (overrides the config's seeds); the table "
+                             "then shows mean +- std, 95%% intervals and paired comparisons")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--quick", action="store_true",
                         help="about a minute: a smoke run of the whole pipeline (tiny nets, 32 px crops, "
@@ -73,6 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             wandb_project=args.project,
             extra_overrides=extra,
             progress=not args.no_progress,
+            seeds=args.seeds,
         )
     except (AblationError, PrecisionUnsupportedError) as err:
         print(f"p3d-ablation: error: {err}", file=sys.stderr)
@@ -84,6 +95,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"table       : {output / 'table.md'}")
     print(f"plot        : {output / 'accuracy_vs_speed.png'}")
     print(f"curves      : {output / 'training_curves.png'}")
+    for label, name in (("across seeds", "summary.csv"), ("paired", "paired.csv"),
+                        ("clip length", "accuracy_vs_clip_length.png")):
+        if (output / name).is_file():
+            print(f"{label:<12}: {output / name}")
     wandb_dirs = (f"{os.environ['WANDB_DIR']}/wandb" if os.environ.get("WANDB_DIR")
                   else f"{output / 'wandb'} {output / 'runs'}/*/wandb")
     print(f"W&B runs    : {wandb_dirs}  (offline: `wandb sync {wandb_dirs}`)")

@@ -128,20 +128,23 @@ def measure_inference_speed(model: nn.Module, clip_shape: Sequence[int] = (3, 16
     )
 
 
-def paper_scale_speed(arch: str, in_channels: int, config: SpeedConfig) -> SpeedResult:
+def paper_scale_speed(arch: str, in_channels: int, config: SpeedConfig,
+                      clip_len: Optional[int] = None) -> SpeedResult:
     """Inference speed of the full-size ``arch`` at the paper's input, on this machine.
 
     The network is :func:`~p3d_lightning.models.create_model`'s (101 classes, random weights:
-    speed does not depend on them) at its ``MODEL_CFGS`` clip (the result's ``clip_shape``);
-    ``config`` gives the setting, batch, warm-up, repeats and time budget.
+    speed does not depend on them) at its ``MODEL_CFGS`` clip (the result's ``clip_shape``),
+    or at ``clip_len`` frames when given (a clip-length ablation); ``config`` gives the
+    setting, batch, warm-up, repeats and time budget.
     """
     from p3d_lightning.models import create_model, get_model_cfg
 
     cfg = get_model_cfg(arch)
-    shape = (in_channels, cfg.clip_len, cfg.crop_size, cfg.crop_size)
+    frames = int(clip_len or cfg.clip_len)
+    shape = (in_channels, frames, cfg.crop_size, cfg.crop_size)
     net = inference_model(create_model(arch, num_classes=101, in_channels=in_channels), config.setting)
     return measure_inference_speed(
-        net, clip_shape=shape, batch_size=config.paper_batch(cfg.clip_len), warmup=config.paper_warmup,
+        net, clip_shape=shape, batch_size=config.paper_batch(frames), warmup=config.paper_warmup,
         repeats=config.repeats, setting_name=config.setting, measure_memory=False,
         max_seconds=config.paper_max_seconds)
 
