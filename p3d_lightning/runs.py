@@ -100,6 +100,8 @@ class RunFolder:
         if not info.get("wandb_id"):
             # named after the experiment; the ablation's <output>/runs/<model>/ folders after the model
             label = self.name if _VERSION_RE.match(self.version) else self.version
+            if re.fullmatch(r"seed\d+", self.version):  # a multi-seed ablation's runs/<model>/seed<s>/
+                label = f"{self.name}-{self.version}"
             info = self.write_info(wandb_id=f"{_slug(label)[:40]}-{secrets.token_hex(4)}")
         return str(info["wandb_id"])
 

@@ -83,6 +83,16 @@ def tiny_results(tmp_path_factory, tiny_synthetic_root):
             speed={"paper_scale": False, "fast_path": False, "batch_size": 2, "warmup": 0, "repeats": 1},
         )
         run_ablation(ablation, wandb_mode="disabled", progress=False)
+        # a clip-length ablation with two seeds: the tiny P3D at 8 and 16 frames
+        clip_configs = {}
+        for frames in (8, 16):
+            clip_configs[f"p3d_t{frames}"] = base / f"p3d_t{frames}.yaml"
+            clip_configs[f"p3d_t{frames}"].write_text(yaml.safe_dump(_run_config(Path(tiny_synthetic_root), "p3d_tiny",
+                                                                                 frames, 1)))
+        clip_length = AblationConfig(name="notebook_clip_length", runs=clip_configs, output_dir=base / "clip_length",
+                                     seeds=[0, 1], speed={"paper_scale": False, "fast_path": False, "batch_size": 2,
+                                                          "warmup": 0, "repeats": 1})
+        run_ablation(clip_length, wandb_mode="disabled", progress=False)
 
         predictions, features = {}, {}
         for name in MODELS:
@@ -102,7 +112,8 @@ def tiny_results(tmp_path_factory, tiny_synthetic_root):
                 ]
             )
             features[name] = base / "features" / name / "features.pt"
-    return {"base": base, "ablation": base / "ablation", "predictions": predictions, "features": features}
+    return {"base": base, "ablation": base / "ablation", "clip_length": base / "clip_length",
+            "predictions": predictions, "features": features}
 
 
 @pytest.fixture(scope="session")
@@ -158,14 +169,19 @@ def _images(nb) -> int:
 def test_01_table1_ablation(tiny_results, kernel_env, monkeypatch):
     from p3d_lightning.ablation import read_results
 
-    env = dict(kernel_env, P3D_RESULTS_DIR=str(tiny_results["ablation"]))
+    env = dict(kernel_env, P3D_RESULTS_DIR=str(tiny_results["ablation"]),
+               P3D_CLIP_LENGTH_DIR=str(tiny_results["clip_length"]))
     nb = _execute("01_table1_ablation", env, monkeypatch)
     text = _text_outputs(nb)
     # our rows come from the runner's results.csv: its archs and its finish times are shown
     for row in read_results(tiny_results["ablation"] / "results.csv"):
         assert row["arch"] in text and row["finished_at"] in text
     assert "P3D ResNet" in text and "paper: top-1 (%)" in text
-    assert _images(nb) == 3  # accuracy bars, accuracy vs speed, training curves
+    assert "one seed per model" in text  # the main ablation has one seed
+    # the clip-length ablation (two seeds): its across-seeds tables and its figure
+    assert "p3d_tiny, 8 frames" not in text and "p3d_t8" in text and "video top-1 95% low" in text
+    assert "mean diff (pp)" in text and "supported" in text
+    assert _images(nb) == 4  # accuracy bars, accuracy vs speed, training curves, clip length
 
 
 def test_02_model_zoo(kernel_env, monkeypatch):

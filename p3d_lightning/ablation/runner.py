@@ -174,7 +174,9 @@ def _instantiate(config: AblationConfig, units: Sequence[Tuple[str, Optional[int
         cfg_path = config.runs[name]
         if not cfg_path.is_file():
             raise AblationError(f"config for {name!r} not found: {cfg_path}")
-        run_overrides = overrides if seed is None else {**overrides, "seed_everything": seed}
+        # the seed sets the initial weights (seed_everything) and the training clips' order,
+        # sampling and augmentation (the datamodule's seed); nothing else differs between seeds
+        run_overrides = overrides if seed is None else {**overrides, "seed_everything": seed, "data.seed": seed}
         try:
             module, datamodule, trainer_kwargs, resolved = load_experiment(str(cfg_path), overrides=run_overrides)
             datamodule.prepare_data()
@@ -212,14 +214,14 @@ def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: s
         save_dir=str(run_dir), name=run.name if run.seed is None else f"{run.name}-seed{run.seed}", group=config.name,
         project=wandb_project, mode=wandb_mode, version=folder.wandb_id() if _is_rank_zero() else None,
         job_type="train", tags=[*experiment_tags(run.resolved), "ablation", config.name, *seed_tags],
-        config={"ablation": config.name, "model": run.name, "seed": seed, "config_file": str(run.config_file),
+        config={"ablation": config.name, "model": run.name, "ablation_seed": seed, "config_file": str(run.config_file),
                 "cli": run.resolved},
     )
     stats, infer = ModelStatsCallback(), InferenceSpeedCallback(config=config.speed)
     throughput = TrainThroughputCallback()
     trainer, last_checkpoint = _trainer(kwargs, run, run_dir, loggers, [stats, infer, throughput], progress)
     resume_from = _resume_checkpoint(run.name, last)
-    print(f"[ablation] {run.name}: training ({'resuming from ' + resume_from if resume_from else 'from scratch'})")
+    print(f"[ablation] {run.label}: training ({'resuming from ' + resume_from if resume_from else 'from scratch'})")
     start = time.perf_counter()
     trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resume_from,
                 weights_only=True if resume_from else None)

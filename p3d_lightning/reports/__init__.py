@@ -39,9 +39,12 @@ from p3d_lightning.reports.representation import (
 )
 from p3d_lightning.reports.table1 import (
     load_ablation_results,
+    paired_comparison,
     plot_accuracy_vs_speed,
+    plot_clip_length,
     plot_table1_accuracy,
     plot_training_curves,
+    seed_summary,
     speed_setting,
     table1,
 )
@@ -55,6 +58,9 @@ __all__ = [
     "plot_table1_accuracy",
     "plot_accuracy_vs_speed",
     "plot_training_curves",
+    "seed_summary",
+    "paired_comparison",
+    "plot_clip_length",
     "count_layers",
     "zoo_table",
     "paper_accuracy",

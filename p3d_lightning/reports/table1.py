@@ -3,7 +3,10 @@
 :func:`load_ablation_results` reads the runner's ``results.csv`` (or the runs of its W&B
 group), :func:`table1` puts our numbers beside the paper's, :func:`plot_table1_accuracy` and
 :func:`plot_accuracy_vs_speed` draw them (the latter is the runner's own figure, drawn live),
-:func:`plot_training_curves` the runs' curves from their CSV logs.
+:func:`plot_training_curves` the runs' curves from their CSV logs. For an ablation with several
+seeds, :func:`seed_summary` and :func:`paired_comparison` give mean +- std, 95% intervals and
+the paired comparisons; :func:`plot_clip_length` draws accuracy and clips/s against frames per
+clip (the clip-length ablation).
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import numpy as np
 
 from p3d_lightning.ablation import RESULT_FIELDS, is_frame_model, read_results
 from p3d_lightning.ablation import to_float as _num
+from p3d_lightning.ablation.clip_length import clip_length_figure, clip_length_series
 from p3d_lightning.ablation.curves import ablation_runs, training_curves_figure
+from p3d_lightning.ablation.figures import method_name
+from p3d_lightning.ablation.seeds import is_multi_seed, mean_rows, paired_comparisons, summarize
 from p3d_lightning.ablation.table import accuracy_vs_speed_figure
 from p3d_lightning.paper import PAPER_SPEED_NOTE, TABLE1
 from p3d_lightning.reports.common import PathLike, new_ax
 
 __all__ = ["load_ablation_results", "speed_setting", "table1", "plot_table1_accuracy", "plot_accuracy_vs_speed",
-           "plot_training_curves"]
+           "plot_training_curves", "seed_summary", "paired_comparison", "plot_clip_length"]
 
 
 def _pct(value: Any) -> Optional[float]:
@@ -30,7 +36,8 @@ def _pct(value: Any) -> Optional[float]:
 
 
 def load_ablation_results(source: PathLike, api: Any = None):
-    """The ablation's results as a ``pandas.DataFrame`` (one row per model, runner's columns).
+    """The ablation's results as a ``pandas.DataFrame`` (one row per model, or per model and seed
+    for an ablation with several seeds; the runner's columns).
 
     Args:
         source: an ablation output folder (holding ``results.csv``), a ``results.csv`` file, or
@@ -69,7 +76,8 @@ def load_ablation_results(source: PathLike, api: Any = None):
             frame[col] = None
     order = {m: i for i, m in enumerate(TABLE1)}
     frame["_order"] = [order.get(m, len(order)) for m in frame["model"]]
-    frame = frame.sort_values(["_order", "model"], kind="stable").drop(columns="_order")
+    frame["_seed"] = pd.to_numeric(frame["seed"], errors="coerce").fillna(-1)
+    frame = frame.sort_values(["_order", "model", "_seed"], kind="stable").drop(columns=["_order", "_seed"])
     return frame.reset_index(drop=True)
 
 
@@ -103,6 +111,9 @@ def table1(results) -> "Any":
     Args:
         results: a DataFrame from :func:`load_ablation_results` (or a list of its row dicts).
 
+    With several seeds per model, each model's row holds its means over seeds, and the columns
+    ``seeds``, ``video top-1 std`` and ``video top-1 95% CI`` follow ``video top-1 (%)``.
+
     Columns: ``method``, ``model``, ours (``params (M)``, ``size (MB)``, ``GMACs/clip``,
     ``clip top-1 (%)``, ``video top-1 (%)``, ``speed``, ``speed unit``, ``speed settings``,
     ``paper-scale speed``, ``paper-scale settings``) and the paper's (``paper: size (MB)``,
@@ -112,21 +123,29 @@ def table1(results) -> "Any":
     """
     import pandas as pd
 
-    rows = results.to_dict("records") if hasattr(results, "to_dict") else list(results)
+    per_seed = results.to_dict("records") if hasattr(results, "to_dict") else list(results)
+    multi = is_multi_seed(per_seed)
+    rows = mean_rows(per_seed)
     out = []
     for row in rows:
         model = str(row["model"])
         paper = TABLE1.get(model)
         params = _num(row.get("params"))
+        seeds = {}
+        if multi:
+            low, high = _pct(row.get("video_acc1_ci95_low")), _pct(row.get("video_acc1_ci95_high"))
+            seeds = {"seeds": int(row.get("n_seeds") or 1), "video top-1 std": _pct(row.get("video_acc1_std")),
+                     "video top-1 95% CI": "-" if low is None else f"[{low:.1f}, {high:.1f}]"}
         out.append(
             {
-                "method": paper.method if paper else model,
+                "method": method_name(model),
                 "model": model,
                 "params (M)": None if params is None else params / 1e6,
                 "size (MB)": _num(row.get("size_mb")),
                 "GMACs/clip": _num(row.get("gmacs_per_clip")),
                 "clip top-1 (%)": _pct(row.get("clip_acc1")),
                 "video top-1 (%)": _pct(row.get("video_acc1")),
+                **seeds,
                 "speed": _speed(row, "infer"),
                 "speed unit": "frame/s" if is_frame_model(row) else "clip/s",
                 "speed settings": speed_setting(row, "infer"),
@@ -140,9 +159,10 @@ def table1(results) -> "Any":
         )
     frame = pd.DataFrame(out)
     for col in frame.columns:  # missing numbers as NaN, not None
-        if col not in ("method", "model", "speed unit", "speed settings", "paper-scale settings", "paper: speed unit"):
+        if col not in ("method", "model", "speed unit", "speed settings", "paper-scale settings", "paper: speed unit",
+                       "video top-1 95% CI"):
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    frame.attrs["rows"] = rows  # the runner's rows, which plot_accuracy_vs_speed draws
+    frame.attrs["rows"] = per_seed  # the runner's rows, which plot_accuracy_vs_speed draws
     frame.attrs["paper_note"] = (
         f"paper: Table 1 of Qiu et al. (ICCV 2017), UCF101 split 1; {PAPER_SPEED_NOTE}"
     )
@@ -158,7 +178,9 @@ def plot_table1_accuracy(table, ax: Any = None, title: str = ""):
     x = np.arange(len(table))
     ours = table["video top-1 (%)"].astype(float).to_numpy()
     paper = table["paper: top-1 (%)"].astype(float).to_numpy()
-    bars = ax.bar(x - 0.2, ours, width=0.4, label="ours: video top-1")
+    std = table["video top-1 std"].astype(float).to_numpy() if "video top-1 std" in table else None
+    label = "ours: video top-1" + (" (mean ± std over seeds)" if std is not None else "")
+    bars = ax.bar(x - 0.2, ours, width=0.4, label=label, yerr=std, capsize=3 if std is not None else 0)
     ax.bar(x + 0.2, paper, width=0.4, label="paper: top-1 (UCF101 split 1)", alpha=0.6, hatch="//")
     ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.set_xticks(x, list(table["method"]), rotation=15)
@@ -209,3 +231,53 @@ def plot_training_curves(source: PathLike, title: str = ""):
     if not runs:
         raise FileNotFoundError(f"no training logs under {folder / 'runs'}: run `p3d-ablation --output {folder}` first")
     return training_curves_figure(runs, title=title, figure=plt.figure())
+
+
+def _rows_of(results) -> list:
+    return results.to_dict("records") if hasattr(results, "to_dict") else list(results)
+
+
+def seed_summary(results):
+    """Per model across seeds, as a ``pandas.DataFrame`` in percent: ``method``, ``model``,
+    ``seeds``, video and clip top-1 mean, std and 95% interval (Student-t). One row per model
+    with one seed each has empty std and interval columns."""
+    import pandas as pd
+
+    out = []
+    for s in summarize(_rows_of(results)):
+        row = {"method": method_name(s["model"]), "model": s["model"], "seeds": s["seeds"], "n_seeds": s["n_seeds"]}
+        for metric, name in (("video_acc1", "video top-1"), ("clip_acc1", "clip top-1")):
+            row.update({f"{name} mean (%)": _pct(s[f"{metric}_mean"]), f"{name} std": _pct(s[f"{metric}_std"]),
+                        f"{name} 95% low": _pct(s[f"{metric}_ci95_low"]),
+                        f"{name} 95% high": _pct(s[f"{metric}_ci95_high"])})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def paired_comparison(results, metric: str = "video_acc1"):
+    """Paired differences ``A - B`` of ``metric`` across the seeds both have, as a
+    ``pandas.DataFrame`` in percentage points: ``A``, ``B``, ``seeds``, ``mean diff (pp)``, the
+    95% interval, the paired t-test's ``p`` and ``supported`` (the interval excludes 0). Every
+    P3D variant against ResNet-50 first, then the variants against each other."""
+    import pandas as pd
+
+    return pd.DataFrame([{"A": method_name(p["model_a"]), "B": method_name(p["model_b"]), "seeds": p["seeds"],
+                          "mean diff (pp)": 100 * p["mean_diff"], "std (pp)": 100 * p["std_diff"],
+                          "95% low (pp)": 100 * p["ci95_low"], "95% high (pp)": 100 * p["ci95_high"],
+                          "p": p["p_value"], "supported": p["supported"]}
+                         for p in paired_comparisons(_rows_of(results), metric)],
+                        columns=["A", "B", "seeds", "mean diff (pp)", "std (pp)", "95% low (pp)", "95% high (pp)",
+                                 "p", "supported"])
+
+
+def plot_clip_length(results, title: str = ""):
+    """Video top-1 and clips/s against frames per clip (the clip-length ablation), as a live
+    figure: the runner's ``accuracy_vs_clip_length.png`` drawn into a pyplot figure. Raises
+    ``ValueError`` when no architecture of ``results`` appears at two or more clip lengths."""
+    import matplotlib.pyplot as plt
+
+    rows = _rows_of(results)
+    if not clip_length_series(rows):
+        raise ValueError("no architecture at two or more clip lengths in these results: run "
+                         "`p3d-ablation --config experiments/ablation_clip_length.yaml` and read its output folder")
+    return clip_length_figure(rows, title=title, figure=plt.figure())

@@ -93,8 +93,17 @@ def _experiment(root):
                         "limit_val_batches": 1, "num_sanity_val_steps": 0, "enable_model_summary": False}}
 
 
-def test_two_seed_ablation_writes_intervals_and_resumes_per_seed(tmp_path, tiny_synthetic_root):
+def test_two_seed_ablation_writes_intervals_and_resumes_per_seed(tmp_path, tiny_synthetic_root, monkeypatch):
+    import json
+    import os
+
     import torch
+
+    from p3d_lightning.ablation.seeds import PAIRED_FIELDS, SUMMARY_FIELDS
+    from wandb_files import offline_runs
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR")  # W&B files in the output folder
 
     exp = _experiment(tiny_synthetic_root)
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(exp))
@@ -107,10 +116,10 @@ def test_two_seed_ablation_writes_intervals_and_resumes_per_seed(tmp_path, tiny_
                                    "fast_path": False}}, sort_keys=False))
     cfg = load_ablation_config(cfg_path)
     out = tmp_path / "out"
-    rows = run_ablation(cfg, wandb_mode="disabled", progress=False, stop_after=3)  # "killed" before the 4th run
+    rows = run_ablation(cfg, wandb_mode="offline", progress=False, stop_after=3)  # "killed" before the 4th run
     assert [(r["model"], r["seed"]) for r in rows] == [("p3d_a_t8", 0), ("p3d_a_t8", 1), ("p3d_a", 0)]
     first = {(r["model"], r["seed"]): r for r in rows}
-    rows = run_ablation(cfg, wandb_mode="disabled", progress=False)
+    rows = run_ablation(cfg, wandb_mode="offline", progress=False)
     assert [(r["model"], r["seed"]) for r in rows] == [("p3d_a_t8", 0), ("p3d_a_t8", 1), ("p3d_a", 0), ("p3d_a", 1)]
     for r in rows[:3]:
         assert r == first[(r["model"], r["seed"])], "a finished seed was retrained"
@@ -141,3 +150,22 @@ def test_two_seed_ablation_writes_intervals_and_resumes_per_seed(tmp_path, tiny_
     # the same architecture at 8 and 16 frames: the clip-length figure
     assert (out / "accuracy_vs_clip_length.png").read_bytes()[:4] == b"\x89PNG"
     assert read_results(out / "results.csv") == rows
+
+    # W&B: one run per (model, seed), named and tagged by seed; the table run holds both tables
+    runs = {}
+    for run in offline_runs(str(out)):
+        runs.setdefault(run.job_type, []).append(run)
+    assert sorted(r.name for r in runs["train"]) == ["p3d_a-seed0", "p3d_a-seed1", "p3d_a_t8-seed0", "p3d_a_t8-seed1"]
+    for run in runs["train"]:
+        seed = int(run.name[-1])
+        assert f"seed{seed}" in run.tags and run.config["cli"]["seed_everything"] == seed
+        assert run.config["cli"]["data"]["seed"] == seed  # the clips' order and augmentation follow the seed too
+        assert f"-{run.name}-" in os.path.basename(run.path)  # the W&B id names model and seed
+    [table_run] = runs["ablation-table"]
+    assert table_run.config["ablation"]["seeds"] == [0, 1]
+    for key, fields in (("seeds_summary", SUMMARY_FIELDS), ("seeds_paired", PAIRED_FIELDS)):
+        table = json.load(open(os.path.join(table_run.path, "files", table_run.summary[key]["path"])))
+        assert table["columns"] == fields
+    summary = json.load(open(os.path.join(table_run.path, "files", table_run.summary["seeds_summary"]["path"])))
+    cell = dict(zip(SUMMARY_FIELDS, summary["data"][0]))
+    assert cell["model"] == "p3d_a_t8" and cell["n_seeds"] == 2 and isinstance(cell["video_acc1_ci95_low"], float)

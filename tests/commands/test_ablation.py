@@ -95,3 +95,33 @@ def test_ablation_quick_flag_shrinks_every_run_and_writes_beside_the_output(tmp_
     assert [r["model"] for r in rows] == ["p3d_a"]
     assert int(rows[0]["train_steps"]) == QUICK_OVERRIDES["trainer.max_steps"]
     assert not rows[0].get("paper_scale_clips_per_s")
+
+
+def test_ablation_with_seeds_killed_and_rerun_finishes_every_seed(tmp_path, tiny_synthetic_root):
+    """`p3d-ablation --seeds 0 1` on the shipped configs, killed (-9) inside P3D-A's first seed and
+    run again: every (model, seed) ends up in results.csv once, the killed seed resumed from its
+    last.ckpt, and summary.csv / paired.csv / table.md carry the intervals."""
+    import csv
+    import json
+    import signal
+
+    cfg = _shipped_ablation(tmp_path)
+    killer = {"class_path": "resume_killer.KillAt",
+              "init_args": {"hook": "train_batch_start", "step": 5, "arch": "p3d_a", "marker": str(tmp_path / "killed")}}
+    args = ["--config", str(cfg), "--output", str(tmp_path / "out"), "--seeds", "0", "1",
+            "--set", *_tiny_sets(tiny_synthetic_root), "trainer.callbacks=" + json.dumps([killer])]
+    p = _ablation_cli(args, tmp_path)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
+    assert [(r["model"], r["seed"]) for r in read_results(tmp_path / "out" / "results.csv")] == [("resnet50", 0)]
+    p = _ablation_cli(args, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "p3d_a/seed0: training (resuming from" in p.stdout and "resnet50/seed0: already in" in p.stdout
+    rows = read_results(tmp_path / "out" / "results.csv")
+    assert [(r["model"], r["seed"]) for r in rows] == [("resnet50", 0), ("resnet50", 1), ("p3d_a", 0), ("p3d_a", 1)]
+    assert all(int(r["train_steps"]) == 6 for r in rows)
+    with (tmp_path / "out" / "summary.csv").open() as f:
+        assert [(r["model"], r["n_seeds"]) for r in csv.DictReader(f)] == [("resnet50", "2"), ("p3d_a", "2")]
+    with (tmp_path / "out" / "paired.csv").open() as f:
+        assert [(r["model_a"], r["model_b"]) for r in csv.DictReader(f)] == [("p3d_a", "resnet50")]
+    assert "### Across seeds" in (tmp_path / "out" / "table.md").read_text()
+    assert "across seeds: " in p.stdout and "95% interval" in p.stdout  # the printed table and paths
