@@ -89,6 +89,10 @@ class P3DClassifier(pl.LightningModule):
         in_channels: input channels (3 RGB, 2 optical flow).
         zero_init_residual: start every residual unit as the identity (last BN gamma = 0);
             for training from scratch (the synthetic configs), not in the paper.
+        init: weight initialisation of a network trained from scratch and of a new classifier:
+            ``kaiming`` (default; He normal convs, PyTorch's default fc) or ``caffe`` (the
+            authors' deploy prototxts: gaussian std 0.001 convs and fc, xavier convs for a
+            2-channel flow network; see docs/models.md). Loaded weights replace it.
         pretrained: path to initial weights, loaded in :meth:`setup` unless the trainer
             resumes from a checkpoint (so ``load_from_checkpoint`` never reads this file).
         pretrained_format: ``imagenet`` (a 2D ResNet-50 state dict, inflated to 3D),
@@ -118,6 +122,7 @@ class P3DClassifier(pl.LightningModule):
         dropout: Optional[float] = None,
         in_channels: int = 3,
         zero_init_residual: bool = False,
+        init: Literal["kaiming", "caffe"] = "kaiming",
         pretrained: Optional[str] = None,
         pretrained_format: Literal["imagenet", "qijiezhao", "lightning"] = "imagenet",
         temporal_init: Literal["identity", "gaussian"] = "identity",
@@ -146,6 +151,7 @@ class P3DClassifier(pl.LightningModule):
             "num_classes": num_classes,
             "in_channels": in_channels,
             "zero_init_residual": zero_init_residual,
+            "init": init,
         }
         if width_mult is not None:
             overrides["width_mult"] = width_mult

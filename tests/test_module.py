@@ -209,3 +209,19 @@ def test_evaluation_leaves_out_a_video_broken_after_setup(tiny_synthetic_root, t
     valid_probs = probs[others].reshape(-1, 4)
     expected_loss = torch.nn.functional.nll_loss(valid_probs.log(), labels[others].repeat_interleave(2))
     assert res["val/loss"] == pytest.approx(expected_loss.item(), rel=1e-4)
+
+
+def test_caffe_init_through_the_module():
+    """``model.init: caffe`` reaches the network: the prototxts' gaussian 0.001 fillers (RGB)
+    and xavier convs (2-channel flow); the default stays He normal."""
+    rgb = P3DClassifier(arch="p3d_tiny", num_classes=8, init="caffe", partial_bn=False)
+    assert rgb.hparams.init == "caffe"
+    assert abs(float(rgb.model.fc.weight.std()) - 0.001) < 2e-4 and float(rgb.model.fc.bias.abs().max()) == 0.0
+    conv = next(m for m in rgb.model.modules() if isinstance(m, torch.nn.Conv3d))
+    assert abs(float(conv.weight.std()) - 0.001) < 3e-4
+    flow = P3DClassifier(arch="p3d_tiny", num_classes=8, in_channels=2, init="caffe", partial_bn=False)
+    conv = next(m for m in flow.model.modules() if isinstance(m, torch.nn.Conv3d))
+    bound = (3.0 / conv.weight[0].numel()) ** 0.5
+    assert float(conv.weight.abs().max()) <= bound and float(conv.weight.std()) > 0.5 * bound / 3 ** 0.5
+    default = P3DClassifier(arch="p3d_tiny", num_classes=8, partial_bn=False)
+    assert float(default.model.fc.weight.std()) > 0.01

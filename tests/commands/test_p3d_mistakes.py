@@ -29,6 +29,7 @@ def _p3d(tmp_path, *args):
     (["--data.short_video_policy", "pad"], ["data.short_video_policy", "repeat_last"]),
     (["--data.normalization", "imagnet"], ["data.normalization", "imagnet"]),
     (["--data.predict_split", "val"], ["data.predict_split", "'test', 'train', 'all'"]),
+    (["--model.init", "xavier"], ["model.init", "xavier", "'kaiming', 'caffe'"]),
 ])
 def test_mistake_exits_at_parse_time_naming_the_option(tmp_path, args, names):
     proc = _p3d(tmp_path, *args)
