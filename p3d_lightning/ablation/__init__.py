@@ -1,16 +1,18 @@
 """The paper's Table 1 ablation: the same data, seed and schedule for every architecture, one table.
 
-==============  ==================================================================
-module          what it holds
-==============  ==================================================================
-``config``      the ablation YAML as :class:`AblationConfig` (with its ``SpeedConfig``)
-``results``     ``results.csv``: schema, atomic numeric read/write, clip-shape parsing
-``table``       the Markdown table and the accuracy-vs-speed figure
-``curves``      training curves (loss, val accuracy, lr) from the runs' CSV logs
-``figures``     what the figures share: one colour and name per method, PNG writing
-``progress``    model k of N, elapsed, ETA from measured rates
-``runner``      :func:`run_ablation`: instantiate, fit, test, measure, collect
-==============  ==================================================================
+================  ==================================================================
+module            what it holds
+================  ==================================================================
+``config``        the ablation YAML as :class:`AblationConfig` (with its ``SpeedConfig``)
+``results``       ``results.csv``: schema, atomic numeric read/write, clip-shape parsing
+``table``         the Markdown table and the accuracy-vs-speed figure
+``curves``        training curves (loss, val accuracy, lr) from the runs' CSV logs
+``figures``       what the figures share: one colour and name per method, PNG writing
+``progress``      model k of N, elapsed, ETA from measured rates
+``seeds``         across seeds: mean, std, 95% intervals, paired comparisons
+``clip_length``   accuracy and clips/s against frames per clip
+``runner``        :func:`run_ablation`: instantiate, fit, test, measure, collect
+================  ==================================================================
 
 ``p3d-ablation`` (:mod:`p3d_lightning.commands.ablation`) is the command; ``docs/ablation.md``
 the guide.
