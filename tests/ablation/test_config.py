@@ -20,9 +20,28 @@ def test_every_ablation_config_in_experiments_parses():
     assert configs, "no ablation configs in experiments/"
     for path in configs:
         cfg = load_ablation_config(path)
-        assert list(cfg.runs) == ["resnet50", "p3d_a", "p3d_b", "p3d_c", "p3d"], path
+        if path.name == "ablation_clip_length.yaml":  # the clip-length axis: P3D ResNet at 8 / 16 / 32 frames
+            assert list(cfg.runs) == ["p3d_t8", "p3d_t16", "p3d_t32"], path
+        else:  # Table 1's rows
+            assert list(cfg.runs) == ["resnet50", "p3d_a", "p3d_b", "p3d_c", "p3d"], path
         for run in cfg.runs.values():
             assert run.is_file(), f"{path}: {run} missing"
+
+
+def test_clip_length_configs_differ_from_p3d_only_in_frames():
+    """The clip-length rows resolve to the shipped P3D ResNet config with another data.clip_len."""
+    from p3d_lightning.experiment import read_config
+
+    cfg = load_ablation_config(paths.EXPERIMENTS / "ablation_clip_length.yaml")
+    resolved = {name: read_config(str(path)) for name, path in cfg.runs.items()}
+    reference = resolved["p3d_t16"]
+    for name, frames in (("p3d_t8", 8), ("p3d_t32", 32)):
+        got = resolved[name]
+        assert got["data"]["clip_len"] == frames
+        differ = {f"{section}.{key}" for section in reference if isinstance(reference[section], dict)
+                  for key in set(reference[section]) | set(got.get(section, {}))
+                  if reference[section].get(key) != got.get(section, {}).get(key)}
+        assert differ == {"data.clip_len", "run.name"}, (name, differ)
 
 
 def test_speed_section_is_typed_once_and_unknown_keys_name_the_file(tmp_path):
