@@ -96,7 +96,9 @@ def run_ablation(
     for position, run in enumerate(pending, start=1):
         if _is_rank_zero():
             print(tracker.start(run.label))
+        run = _built(run, config, overrides)
         row = _fit_and_test(run, config, output, wandb_mode, wandb_project, progress)
+        pending[position - 1] = run._replace(module=None, datamodule=None)  # trained: let it go
         if row is not None:  # global rank zero writes
             rows = update_results(results_path, row, order=list(config.runs))
             write_outputs(output, rows, config.name)
@@ -157,39 +159,61 @@ def _selected(config: AblationConfig, models: Optional[Sequence[str]]) -> List[s
 
 def _instantiate(config: AblationConfig, units: Sequence[Tuple[str, Optional[int]]], output: Path,
                  results_path: Path, overrides: Dict[str, Any], seeds: Optional[Sequence[int]]) -> List[_Run]:
-    """Every (model, seed) not yet in ``results.csv``, built and its training data opened
-    (fails before training)."""
-    from p3d_lightning.experiment import load_experiment
-
+    """Every (model, seed) not yet in ``results.csv``. The first pending run of each model is
+    built and its training data opened here, so a bad config or an empty dataset fails before
+    any training; its other seeds (the same config but for the seed) are built just before they
+    train (:func:`_built`), so N seeds do not hold N networks and datasets at once."""
     _check_output_dir(output)
     finished = read_results(results_path)
     # without seeds a model's row counts whatever its seed (files from before the seed column too)
     done = {row_key(r) for r in finished} if seeds else {(r["model"], None) for r in finished}
-    pending = []
+    pending: List[_Run] = []
+    checked: Dict[str, _Run] = {}
     for name, seed in units:
         label = name if seed is None else f"{name}/seed{seed}"
         if (name, seed) in done:
             print(f"[ablation] {label}: already in {results_path}, skipping")
             continue
-        cfg_path = config.runs[name]
-        if not cfg_path.is_file():
-            raise AblationError(f"config for {name!r} not found: {cfg_path}")
-        # the seed sets the initial weights (seed_everything) and the training clips' order,
-        # sampling and augmentation (the datamodule's seed); nothing else differs between seeds
-        run_overrides = overrides if seed is None else {**overrides, "seed_everything": seed, "data.seed": seed}
-        try:
-            module, datamodule, trainer_kwargs, resolved = load_experiment(str(cfg_path), overrides=run_overrides)
-            datamodule.prepare_data()
-            datamodule.setup("fit")
-        except AblationError:
-            raise
-        except (ValueError, RuntimeError, OSError) as err:
-            raise AblationError(f"{name} ({cfg_path}): {err}") from err
-        if len(datamodule.train_dataset) == 0:
-            raise AblationError(f"{name}: the training set of {cfg_path} is empty (root: {_dm_root(datamodule)})")
-        pending.append(_Run(name, cfg_path, module, datamodule, trainer_kwargs, resolved, seed,
-                            first_seed=seed is None or seed == seeds[0]))
+        first_seed = seed is None or seed == seeds[0]
+        if name in checked:  # built when its turn comes; its steps (progress lines) are the checked run's
+            ref = checked[name]
+            pending.append(_Run(name, ref.config_file, None, None, ref.trainer_kwargs, ref.resolved, seed,
+                                first_seed=first_seed))
+            continue
+        checked[name] = _build(config, name, seed, overrides, first_seed)
+        pending.append(checked[name])
     return pending
+
+
+def _built(run: _Run, config: AblationConfig, overrides: Dict[str, Any]) -> _Run:
+    """``run`` itself when instantiated, else built now (a later seed of a checked model)."""
+    if run.module is not None:
+        return run
+    return _build(config, run.name, run.seed, overrides, run.first_seed)
+
+
+def _build(config: AblationConfig, name: str, seed: Optional[int], overrides: Dict[str, Any],
+           first_seed: bool) -> _Run:
+    """Instantiate one (model, seed) from its config and open its training data."""
+    from p3d_lightning.experiment import load_experiment
+
+    cfg_path = config.runs[name]
+    if not cfg_path.is_file():
+        raise AblationError(f"config for {name!r} not found: {cfg_path}")
+    # the seed sets the initial weights (seed_everything) and the training clips' order,
+    # sampling and augmentation (the datamodule's seed); nothing else differs between seeds
+    run_overrides = overrides if seed is None else {**overrides, "seed_everything": seed, "data.seed": seed}
+    try:
+        module, datamodule, trainer_kwargs, resolved = load_experiment(str(cfg_path), overrides=run_overrides)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    except AblationError:
+        raise
+    except (ValueError, RuntimeError, OSError) as err:
+        raise AblationError(f"{name} ({cfg_path}): {err}") from err
+    if len(datamodule.train_dataset) == 0:
+        raise AblationError(f"{name}: the training set of {cfg_path} is empty (root: {_dm_root(datamodule)})")
+    return _Run(name, cfg_path, module, datamodule, trainer_kwargs, resolved, seed, first_seed=first_seed)
 
 
 def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: str, wandb_project: str,
