@@ -13,10 +13,11 @@ same for every seed, so the spread is that of training, not of sampling the test
   two-sided p-value. A gap is *supported* at 95% when its interval excludes zero. Pairs: every
   model against the frame-level baseline (ResNet-50), then every other pair in the config's order.
 
-With one seed there is no spread: the std and intervals are left empty, never zero. When every
-paired difference is the same number (std 0) the interval is that number and the p-value is 0
-for a non-zero gap (1 for none): the t statistic is infinite, and saying so is more honest than
-a NaN.
+With one seed there is no spread: the std and intervals are left empty, never zero. An
+accuracy's interval is clipped to [0, 1] (the t interval itself can pass 100%). When every seed
+gives the same paired difference (std 0, common on a small test set, where accuracy moves in
+steps of one video) the t-test is undefined: the p-value and ``supported`` are left empty and
+the table says so, rather than calling a gap seen at two or three seeds certain.
 
 Both write CSVs beside ``results.csv`` (``summary.csv``, ``paired.csv``) and Markdown sections
 for ``table.md`` (:func:`markdown_sections`).
@@ -65,6 +66,8 @@ def interval(values: Sequence[float], level: float = 0.95) -> Tuple[float, Optio
     if n < 2:
         return mean, None, None, None
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    if std <= 1e-12 * max(1.0, abs(mean)):  # equal values up to rounding: no spread
+        std = 0.0
     half = _t_quantile(n, level) * std / math.sqrt(n)
     return mean, std, mean - half, mean + half
 
@@ -98,6 +101,8 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
         for metric in ACCURACY_METRICS:
             values = [v for v in (to_float(r.get(metric)) for r in group) if v is not None]
             mean, std, low, high = interval(values) if values else (None, None, None, None)
+            if low is not None:  # an accuracy lies in [0, 1]
+                low, high = max(0.0, low), min(1.0, high)
             summary.update({f"{metric}_mean": mean, f"{metric}_std": std, f"{metric}_ci95_low": low,
                             f"{metric}_ci95_high": high})
         for key in _MEANS:
@@ -130,15 +135,15 @@ def paired_comparisons(rows: Sequence[Mapping[str, Any]], metric: str = "video_a
             continue
         diffs = [per_seed[a][s] - per_seed[b][s] for s in seeds]
         mean, std, low, high = interval(diffs)
-        if std == 0:
-            p_value = 0.0 if mean != 0 else 1.0
+        if std == 0:  # the same difference at every seed: the t-test is undefined
+            p_value, supported = None, None
         else:
             t_stat = mean / (std / math.sqrt(len(diffs)))
             p_value = float(2 * stats.t.sf(abs(t_stat), len(diffs) - 1))
+            supported = bool(low > 0 or high < 0)
         out.append({"model_a": a, "model_b": b, "metric": metric, "n_seeds": len(seeds),
                     "seeds": " ".join(str(s) for s in seeds), "mean_diff": mean, "std_diff": std,
-                    "ci95_low": low, "ci95_high": high, "p_value": p_value,
-                    "supported": bool(low > 0 or high < 0)})
+                    "ci95_low": low, "ci95_high": high, "p_value": p_value, "supported": supported})
     return out
 
 
@@ -192,6 +197,12 @@ def _pp(value: Optional[float], signed: bool = False) -> str:
     return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
 
 
+def _verdict(supported: Optional[bool]) -> str:
+    if supported is None:
+        return "undetermined (the same difference at every seed)"
+    return "yes" if supported else "no (interval includes 0)"
+
+
 def markdown_sections(rows: Sequence[Mapping[str, Any]], name_of: Any = str) -> str:
     """``table.md``'s across-seeds sections (empty text with one seed per model): per model the
     video and clip top-1 as mean +- std and their 95% intervals; then the paired comparisons of
@@ -219,7 +230,7 @@ def markdown_sections(rows: Sequence[Mapping[str, Any]], name_of: Any = str) -> 
             lines.append("| " + " | ".join([
                 name_of(p["model_a"]), name_of(p["model_b"]), p["seeds"], _pp(p["mean_diff"], signed=True),
                 f"[{_pp(p['ci95_low'], signed=True)}, {_pp(p['ci95_high'], signed=True)}]",
-                f"{p['p_value']:.3g}", "yes" if p["supported"] else "no (interval includes 0)"]) + " |")
+                "-" if p["p_value"] is None else f"{p['p_value']:.3g}", _verdict(p["supported"])]) + " |")
     n = sorted({s["n_seeds"] for s in summarize(rows)})
     lines += ["", f"Seeds per model: {', '.join(map(str, n))}. The seed sets the initial weights and the "
               "training clips' order; the test set is the same for every seed."]

@@ -48,9 +48,11 @@ def test_paired_comparisons_use_the_per_seed_differences():
     assert a_b["p_value"] == pytest.approx(2 * stats.t.sf(abs(t_stat), 2))
     assert a_b["supported"] is False  # the A-B gap is noise at 3 seeds
     assert paired[0]["supported"] is True and paired[0]["ci95_low"] > 0  # P3D-A beats the frame model
-    # every seed's difference equal: zero spread, an exact gap (p = 0), not a NaN
+    # every seed's difference equal (up to rounding): no spread, the t-test undefined, not "certain"
     same = paired_comparisons(_rows({"p3d_a": [0.5, 0.6], "p3d_b": [0.4, 0.5]}))[0]
-    assert same["std_diff"] == 0 and same["p_value"] == 0.0 and same["supported"] is True
+    assert same["std_diff"] == 0 and same["p_value"] is None and same["supported"] is None
+    assert "undetermined (the same difference at every seed)" in markdown_sections(
+        _rows({"p3d_a": [0.5, 0.6], "p3d_b": [0.4, 0.5]}))
 
 
 def test_summary_mean_rows_and_markdown_sections():
@@ -60,8 +62,10 @@ def test_summary_mean_rows_and_markdown_sections():
     assert p3d["n_seeds"] == 2 and p3d["seeds"] == "0 1"
     std = math.sqrt(2 * 0.05 ** 2)
     assert p3d["video_acc1_mean"] == pytest.approx(0.95) and p3d["video_acc1_std"] == pytest.approx(std)
-    assert p3d["video_acc1_ci95_high"] == pytest.approx(0.95 + T_975_DF1 * std / math.sqrt(2))
+    assert p3d["video_acc1_ci95_low"] == pytest.approx(0.95 - T_975_DF1 * std / math.sqrt(2))
+    assert p3d["video_acc1_ci95_high"] == 1.0  # 0.95 + 12.7 * 0.071 / sqrt(2), clipped to an accuracy
     assert p3d["infer_clips_per_s_mean"] == pytest.approx(10.5)
+    assert summary["resnet50"]["video_acc1_ci95_low"] == 0.0  # an accuracy's interval stays in [0, 1]
     means = {r["model"]: r for r in mean_rows(rows)}
     assert means["p3d"]["video_acc1"] == pytest.approx(0.95) and means["p3d"]["n_seeds"] == 2
     text = markdown_sections(rows)
