@@ -21,6 +21,8 @@ from p3d_lightning.ablation.seeds import mean_rows
 
 __all__ = ["clip_length_figure", "clip_length_series", "write_clip_length_figure"]
 
+_MIN_SPAN = 10.0  # percentage points: the accuracy axis spans at least this much
+
 
 def clip_length_series(rows: Sequence[Mapping[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
     """``{arch: [row, ...]}`` sorted by frames per clip, for every clip (not frame-level)
@@ -62,6 +64,9 @@ def clip_length_figure(rows: Sequence[Mapping[str, Any]], title: str = "", figur
         acc = [100 * (to_float(p.get("video_acc1")) or float("nan")) for p in points]
         n_seeds = max(int(to_float(p.get("n_seeds")) or 1) for p in points)
         ax_acc.errorbar(frames, acc, yerr=_errors(points), color=colours[arch], marker="o", capsize=4, lw=1.5)
+        for t, value in zip(frames, acc):
+            ax_acc.annotate(f"{value:.1f}", (t, value), textcoords="offset points", xytext=(0, 7), ha="center",
+                            fontsize=8, color=colours[arch])
         trained = [to_float(p.get("infer_clips_per_s")) for p in points]
         if all(v is not None for v in trained):
             ax_speed.plot(frames, trained, color=colours[arch], marker="o", lw=1.5)
@@ -69,7 +74,7 @@ def clip_length_figure(rows: Sequence[Mapping[str, Any]], title: str = "", figur
         full = [(t, v) for t, v in full if v is not None]
         if full:
             ax_speed.plot(*zip(*full), color=colours[arch], marker="s", ls="--", lw=1.5)
-        labels[arch] = method_name(arch) + (f" (mean of {n_seeds} seeds, 95% interval)" if n_seeds > 1 else "")
+        labels[arch] = method_name(arch) + (f" (mean of {n_seeds} seeds, 95% interval)" if n_seeds > 1 else " (one seed)")
     if not series:
         for ax in (ax_acc, ax_speed):
             ax.text(0.5, 0.5, "no architecture at two or more clip lengths", ha="center", va="center",
@@ -84,6 +89,10 @@ def clip_length_figure(rows: Sequence[Mapping[str, Any]], title: str = "", figur
         ax.margins(0.1)
         ax.grid(alpha=0.3)
     ax_acc.set_ylabel("video top-1 (%)")
+    low, high = ax_acc.get_ylim()
+    if series and high - low < _MIN_SPAN:  # a one-video step must not look like a trend
+        low = min(max(0.0, (low + high) / 2 - _MIN_SPAN / 2), 100.0 + 1.0 - _MIN_SPAN)
+        ax_acc.set_ylim(low, low + _MIN_SPAN)
     ax_speed.set_ylabel("clips/s")
     if ax_speed.lines:
         ax_speed.set_yscale("log")

@@ -35,6 +35,8 @@ def test_figure_draws_means_with_intervals_over_seeds(tmp_path):
     assert ax_speed.get_yscale() == "log"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["P3D ResNet (mean of 2 seeds, 95% interval)"]
+    low, high = ax_acc.get_ylim()
+    assert high - low >= 10  # a one-video step is not drawn as a cliff
     path = write_clip_length_figure(rows, tmp_path / "c.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
 
