@@ -19,7 +19,7 @@ import numpy as np
 from p3d_lightning.ablation import RESULT_FIELDS, is_frame_model, read_results
 from p3d_lightning.ablation import to_float as _num
 from p3d_lightning.ablation.clip_length import clip_length_figure, clip_length_series
-from p3d_lightning.ablation.curves import ablation_runs, training_curves_figure
+from p3d_lightning.ablation.curves import ablation_runs, seed_runs, training_curves_figure
 from p3d_lightning.ablation.figures import method_name
 from p3d_lightning.ablation.seeds import is_multi_seed, mean_rows, paired_comparisons, summarize
 from p3d_lightning.ablation.table import accuracy_vs_speed_figure
@@ -75,9 +75,12 @@ def load_ablation_results(source: PathLike, api: Any = None):
         if col not in frame:
             frame[col] = None
     order = {m: i for i, m in enumerate(TABLE1)}
-    frame["_order"] = [order.get(m, len(order)) for m in frame["model"]]
+    first = {}  # a model the paper does not have keeps its place in the results (the config's order)
+    for m in frame["model"]:
+        first.setdefault(m, len(order) + len(first))
+    frame["_order"] = [order.get(m, first[m]) for m in frame["model"]]
     frame["_seed"] = pd.to_numeric(frame["seed"], errors="coerce").fillna(-1)
-    frame = frame.sort_values(["_order", "model", "_seed"], kind="stable").drop(columns=["_order", "_seed"])
+    frame = frame.sort_values(["_order", "_seed"], kind="stable").drop(columns=["_order", "_seed"])
     return frame.reset_index(drop=True)
 
 
@@ -220,7 +223,8 @@ def plot_training_curves(source: PathLike, title: str = ""):
     """Loss, val video top-1 and learning rate against step of every run of an ablation,
     overlaid in the scatter's colours, from the runs' CSV logs, as a live figure.
 
-    ``source`` is the ablation's output folder (or its ``results.csv``). Raises
+    ``source`` is the ablation's output folder (or its ``results.csv``); of a multi-seed
+    ablation, each model's lowest seed (named in the title). Raises
     ``FileNotFoundError`` naming the folder when no run has a log there. Returns the figure.
     """
     import matplotlib.pyplot as plt
@@ -230,6 +234,9 @@ def plot_training_curves(source: PathLike, title: str = ""):
     runs = ablation_runs(folder)
     if not runs:
         raise FileNotFoundError(f"no training logs under {folder / 'runs'}: run `p3d-ablation --output {folder}` first")
+    seeds = {next(iter(s)) for s in seed_runs(folder).values()}  # a multi-seed ablation: its lowest seeds
+    if seeds != {None}:
+        title = f"{title} (seed {', '.join(str(s) for s in sorted(x for x in seeds if x is not None))})"
     return training_curves_figure(runs, title=title, figure=plt.figure())
 
 
