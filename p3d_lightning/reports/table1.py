@@ -185,7 +185,10 @@ def plot_table1_accuracy(table, ax: Any = None, title: str = ""):
     label = "ours: video top-1" + (" (mean ± std over seeds)" if std is not None else "")
     bars = ax.bar(x - 0.2, ours, width=0.4, label=label, yerr=std, capsize=3 if std is not None else 0)
     ax.bar(x + 0.2, paper, width=0.4, label="paper: top-1 (UCF101 split 1)", alpha=0.6, hatch="//")
-    ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    if std is None:
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    else:  # inside the bar: above it the error bar would cross the number
+        ax.bar_label(bars, fmt="%.1f", fontsize=8, label_type="center", color="white")
     ax.set_xticks(x, list(table["method"]), rotation=15)
     ax.set_ylabel("top-1 (%)")
     ax.set_ylim(0, 118)
