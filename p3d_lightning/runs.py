@@ -94,14 +94,13 @@ class RunFolder:
         os.replace(tmp, self.info_path)
         return info
 
-    def wandb_id(self) -> str:
-        """The W&B run id of this run's ``fit`` (created once, kept in ``run.json``)."""
+    def wandb_id(self, label: Optional[str] = None) -> str:
+        """The W&B run id of this run's ``fit`` (created once, kept in ``run.json``), starting
+        with ``label`` (default: the experiment's name; an ablation passes its run's name)."""
         info = self.info()
         if not info.get("wandb_id"):
-            # named after the experiment; the ablation's <output>/runs/<model>/ folders after the model
-            label = self.name if _VERSION_RE.match(self.version) else self.version
-            if re.fullmatch(r"seed\d+", self.version):  # a multi-seed ablation's runs/<model>/seed<s>/
-                label = f"{self.name}-{self.version}"
+            if label is None:  # the ablation's <output>/runs/<model>/ folders: the model
+                label = self.name if _VERSION_RE.match(self.version) else self.version
             info = self.write_info(wandb_id=f"{_slug(label)[:40]}-{secrets.token_hex(4)}")
         return str(info["wandb_id"])
 

@@ -113,9 +113,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def as_cells(row: Mapping[str, Any]) -> Dict[str, Any]:
-    """``row`` as the cells of ``results.csv``, in :data:`RESULT_FIELDS` order (missing: empty)."""
-    return {k: _cell(row.get(k)) for k in RESULT_FIELDS}
+def as_cells(row: Mapping[str, Any], fields: Sequence[str] = RESULT_FIELDS) -> Dict[str, Any]:
+    """``row`` as CSV cells, in ``fields`` order (default :data:`RESULT_FIELDS`; missing: empty)."""
+    return {k: _cell(row.get(k)) for k in fields}
 
 
 def _parse(key: str, text: str) -> Any:
@@ -154,14 +154,15 @@ def read_results(path: os.PathLike) -> List[Dict[str, Any]]:
         return [{k: _parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def write_results(path: os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write ``rows`` (typed or as read) as ``results.csv``, atomically; keys outside
-    :data:`RESULT_FIELDS` are left out."""
+def write_results(path: os.PathLike, rows: Sequence[Mapping[str, Any]],
+                  fields: Sequence[str] = RESULT_FIELDS) -> None:
+    """Write ``rows`` (typed or as read) as ``results.csv`` (or another CSV of ``fields``, e.g.
+    the across-seeds ``summary.csv``), atomically; keys outside ``fields`` are left out."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow(as_cells(row))
+        writer.writerow(as_cells(row, fields))
     atomic_write(Path(path), buf.getvalue().encode())
 
 

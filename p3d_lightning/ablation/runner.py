@@ -29,6 +29,11 @@ from p3d_lightning.ablation.table import write_outputs
 __all__ = ["run_ablation"]
 
 
+def _label(name: str, seed: Optional[int]) -> str:
+    """``p3d_a`` or, with seeds, ``p3d_a/seed1``: a run in the progress lines."""
+    return name if seed is None else f"{name}/seed{seed}"
+
+
 class _Run(NamedTuple):
     """One Table 1 row at one seed, instantiated and checked: what fit and test need."""
 
@@ -43,8 +48,7 @@ class _Run(NamedTuple):
 
     @property
     def label(self) -> str:
-        """``p3d_a`` or, with seeds, ``p3d_a/seed1`` (progress lines)."""
-        return self.name if self.seed is None else f"{self.name}/seed{self.seed}"
+        return _label(self.name, self.seed)
 
     def folder(self, output: Path):
         from p3d_lightning.runs import RunFolder
@@ -89,7 +93,7 @@ def run_ablation(
     names = _selected(config, models)
     units = [(name, seed) for seed in (seeds or [None]) for name in names]  # seed by seed
     pending = _instantiate(config, units, output, results_path, overrides, seeds)
-    tracker = _progress([_Run(n, Path(), None, None, {}, {}, s).label for n, s in units], pending, output, started)
+    tracker = _progress([_label(n, s) for n, s in units], pending, output, started)
     if _is_rank_zero():
         what = f"{len(names)} model(s) x {len(seeds)} seeds" if seeds else f"{len(names)} model(s)"
         print(f"[ablation] {config.name}: {len(pending)} of {len(units)} run(s) to train ({what}); outputs in {output}")
@@ -170,9 +174,8 @@ def _instantiate(config: AblationConfig, units: Sequence[Tuple[str, Optional[int
     pending: List[_Run] = []
     checked: Dict[str, _Run] = {}
     for name, seed in units:
-        label = name if seed is None else f"{name}/seed{seed}"
         if (name, seed) in done:
-            print(f"[ablation] {label}: already in {results_path}, skipping")
+            print(f"[ablation] {_label(name, seed)}: already in {results_path}, skipping")
             continue
         first_seed = seed is None or seed == seeds[0]
         if name in checked:  # built when its turn comes; its steps (progress lines) are the checked run's
@@ -230,13 +233,13 @@ def _fit_and_test(run: _Run, config: AblationConfig, output: Path, wandb_mode: s
     run_dir = Path(folder.path)
     last = run_dir / "checkpoints" / "last.ckpt"
     kwargs = dict(run.trainer_kwargs)
-    config_seed = int(kwargs.pop("seed_everything", 0) or 0)  # with seeds, load_experiment was given run.seed
-    seed = config_seed if run.seed is None else run.seed
+    seed = int(kwargs.pop("seed_everything", 0) or 0)  # with seeds, load_experiment was given run.seed
     pl.seed_everything(seed, workers=True)
     seed_tags = [] if run.seed is None else [f"seed{run.seed}"]
+    wandb_name = run.name if run.seed is None else f"{run.name}-seed{run.seed}"
     loggers = make_loggers(
-        save_dir=str(run_dir), name=run.name if run.seed is None else f"{run.name}-seed{run.seed}", group=config.name,
-        project=wandb_project, mode=wandb_mode, version=folder.wandb_id() if _is_rank_zero() else None,
+        save_dir=str(run_dir), name=wandb_name, group=config.name, project=wandb_project, mode=wandb_mode,
+        version=folder.wandb_id(wandb_name) if _is_rank_zero() else None,
         job_type="train", tags=[*experiment_tags(run.resolved), "ablation", config.name, *seed_tags],
         config={"ablation": config.name, "model": run.name, "ablation_seed": seed, "config_file": str(run.config_file),
                 "cli": run.resolved},

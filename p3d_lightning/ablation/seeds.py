@@ -24,13 +24,11 @@ for ``table.md`` (:func:`markdown_sections`).
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from p3d_lightning.ablation.results import atomic_write, to_float
+from p3d_lightning.ablation.results import row_key, to_float, write_results
 
 __all__ = ["ACCURACY_METRICS", "PAIRED_FIELDS", "SUMMARY_FIELDS", "interval", "is_multi_seed", "mean_rows",
            "markdown_sections", "paired_comparisons", "summarize", "write_seed_csvs"]
@@ -73,8 +71,7 @@ def interval(values: Sequence[float], level: float = 0.95) -> Tuple[float, Optio
 
 
 def _seed(row: Mapping[str, Any]) -> Optional[int]:
-    value = to_float(row.get("seed"))
-    return None if value is None else int(value)
+    return row_key(row)[1]
 
 
 def _by_model(rows: Sequence[Mapping[str, Any]]) -> Dict[str, List[Mapping[str, Any]]]:
@@ -169,24 +166,14 @@ def mean_rows(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
-def _csv_text(fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
-                         for k in fields})
-    return buf.getvalue().encode()
-
-
 def write_seed_csvs(output: Path, rows: Sequence[Mapping[str, Any]]) -> List[Path]:
     """``summary.csv`` and ``paired.csv`` in ``output`` (atomically); written only when some
     model has several seeds. Returns the paths written."""
     if not is_multi_seed(rows):
         return []
     paths = [Path(output) / "summary.csv", Path(output) / "paired.csv"]
-    atomic_write(paths[0], _csv_text(SUMMARY_FIELDS, summarize(rows)))
-    atomic_write(paths[1], _csv_text(PAIRED_FIELDS, paired_comparisons(rows)))
+    write_results(paths[0], summarize(rows), SUMMARY_FIELDS)
+    write_results(paths[1], paired_comparisons(rows), PAIRED_FIELDS)
     return paths
 
 
@@ -212,7 +199,8 @@ def markdown_sections(rows: Sequence[Mapping[str, Any]], name_of: Any = str) -> 
     lines = ["", "### Across seeds", "",
              "| Method | Seeds | Video top-1 (mean ± std) | 95% interval | Clip top-1 (mean ± std) | 95% interval |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for s in summarize(rows):
+    summary = summarize(rows)
+    for s in summary:
         cells = [name_of(s["model"]), s["seeds"] or str(s["n_seeds"])]
         for metric in ("video_acc1", "clip_acc1"):
             mean, std = s[f"{metric}_mean"], s[f"{metric}_std"]
@@ -231,7 +219,7 @@ def markdown_sections(rows: Sequence[Mapping[str, Any]], name_of: Any = str) -> 
                 name_of(p["model_a"]), name_of(p["model_b"]), p["seeds"], _pp(p["mean_diff"], signed=True),
                 f"[{_pp(p['ci95_low'], signed=True)}, {_pp(p['ci95_high'], signed=True)}]",
                 "-" if p["p_value"] is None else f"{p['p_value']:.3g}", _verdict(p["supported"])]) + " |")
-    n = sorted({s["n_seeds"] for s in summarize(rows)})
+    n = sorted({s["n_seeds"] for s in summary})
     lines += ["", f"Seeds per model: {', '.join(map(str, n))}. The seed sets the initial weights and the "
               "training clips' order; the test set is the same for every seed."]
     return "\n".join(lines) + "\n"
