@@ -43,3 +43,13 @@ def test_dotted_arguments_are_overrides_like_p3ds_options():
     for bad, match in ((["--root", "x"], "--root"), (["--data.root"], "expects a value"), (["x"], "'x'")):
         with pytest.raises(ValueError, match=match):
             parse_dotted_args(bad)
+
+
+def test_model_init_caffe_reaches_the_network_from_the_shipped_config():
+    """``--model.init caffe`` on the shipped synthetic config: the prototxts' fc filler (std 0.001)."""
+    model, _, _ = instantiate_from_config(str(EXPERIMENTS / "synthetic" / "p3d.yaml"),
+                                          overrides={"model.init": "caffe"})
+    assert model.hparams.init == "caffe"
+    assert abs(float(model.model.fc.weight.std()) - 0.001) < 3e-4
+    default, _, _ = instantiate_from_config(str(EXPERIMENTS / "synthetic" / "p3d.yaml"))
+    assert default.hparams.init == "kaiming" and float(default.model.fc.weight.std()) > 0.01
